@@ -1,0 +1,310 @@
+//! The keyring: which keys exist, their markers, public keys and KMS key ids.
+//!
+//! Loaded from TOML. The minimal file:
+//!
+//! ```toml
+//! [[keys]]
+//! id = "01"
+//! public_key = "keys/demo-01.pub.pem"   # PEM or DER SubjectPublicKeyInfo
+//! kms_key_id = "arn:aws:kms:us-east-1:111122223333:key/..."   # optional, for the decryptor
+//! ```
+//!
+//! Optional per key: `prefix` and `suffix` (default `#<id>#` and `#<id reversed>#`), and
+//! `public_key_pem` (the PEM text inline, instead of a `public_key` path). Relative paths are
+//! resolved against the directory of the TOML file. Other top-level tables (such as `[edge]`)
+//! belong to other components and are ignored here; unknown fields inside a `[[keys]]` entry are
+//! errors, so a typo never silently drops a setting.
+//!
+//! Every keyring upholds, checked when it is built:
+//! - at least one key; ids are unique;
+//! - keys are RSA 2048, 3072 or 4096 bits ([`RsaPublicKey`]);
+//! - markers are valid ([`Marker`](crate::Marker)) and no marker of one key equals or is a prefix
+//!   of a marker of another key, so every envelope in a text belongs to exactly one key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::key::{
+    KeyId, KeyIdError, Marker, MarkerError, MarkerPair, PublicKeyError, RsaPublicKey,
+};
+use crate::scan::Scanner;
+
+/// One configured key.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    id: KeyId,
+    markers: MarkerPair,
+    public_key: RsaPublicKey,
+    kms_key_id: Option<String>,
+}
+
+impl KeyEntry {
+    /// A key with the default markers and no KMS key id.
+    pub fn new(id: KeyId, public_key: RsaPublicKey) -> Self {
+        KeyEntry {
+            markers: MarkerPair::default_for(&id),
+            id,
+            public_key,
+            kms_key_id: None,
+        }
+    }
+
+    /// Replaces the markers.
+    pub fn with_markers(mut self, markers: MarkerPair) -> Self {
+        self.markers = markers;
+        self
+    }
+
+    /// Sets the KMS key id (key id, key ARN, alias name or alias ARN) used to decrypt.
+    pub fn with_kms_key_id(mut self, kms_key_id: impl Into<String>) -> Self {
+        self.kms_key_id = Some(kms_key_id.into());
+        self
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> &KeyId {
+        &self.id
+    }
+
+    /// The key's markers.
+    pub fn markers(&self) -> &MarkerPair {
+        &self.markers
+    }
+
+    /// The key's public key.
+    pub fn public_key(&self) -> &RsaPublicKey {
+        &self.public_key
+    }
+
+    /// The KMS key to decrypt with, if configured.
+    pub fn kms_key_id(&self) -> Option<&str> {
+        self.kms_key_id.as_deref()
+    }
+}
+
+/// A validated set of keys. See the [module docs](self) for the file format and invariants.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    entries: Vec<KeyEntry>,
+}
+
+impl Keyring {
+    /// Builds a keyring, checking ids and markers.
+    pub fn new(entries: Vec<KeyEntry>) -> Result<Self, KeyringError> {
+        if entries.is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        for (i, a) in entries.iter().enumerate() {
+            if let Some(kms) = &a.kms_key_id {
+                if kms.is_empty() || kms.len() > 2048 || kms.chars().any(char::is_whitespace) {
+                    return Err(KeyringError::InvalidKmsKeyId { id: a.id.clone() });
+                }
+            }
+            for b in &entries[..i] {
+                if a.id == b.id {
+                    return Err(KeyringError::DuplicateId(a.id.clone()));
+                }
+            }
+        }
+        let markers: Vec<(&KeyId, &MarkerPair)> =
+            entries.iter().map(|e| (&e.id, &e.markers)).collect();
+        check_marker_overlap(&markers)?;
+        Ok(Keyring { entries })
+    }
+
+    /// Reads a keyring from a TOML file; relative key paths are resolved against its directory.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, KeyringError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| KeyringError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::from_toml_str(&text, base).map_err(|e| match e {
+            KeyringError::Toml { message, .. } => KeyringError::Toml {
+                path: Some(path.to_owned()),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses a keyring from TOML text; relative key paths are resolved against `base_dir`.
+    pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, KeyringError> {
+        let file: KeyringFile = toml::from_str(text).map_err(|e| KeyringError::Toml {
+            path: None,
+            message: e.message().to_owned(),
+        })?;
+        let entries = file
+            .keys
+            .into_iter()
+            .map(|spec| spec.into_entry(base_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(entries)
+    }
+
+    /// The key with this id.
+    pub fn get(&self, id: &KeyId) -> Option<&KeyEntry> {
+        self.entries.iter().find(|e| &e.id == id)
+    }
+
+    /// The key with this id, given as text.
+    pub fn get_str(&self, id: &str) -> Option<&KeyEntry> {
+        self.entries.iter().find(|e| e.id.as_str() == id)
+    }
+
+    /// All keys, in configuration order.
+    pub fn keys(&self) -> &[KeyEntry] {
+        &self.entries
+    }
+
+    /// A scanner that finds this keyring's envelopes in text.
+    pub fn scanner(&self) -> Scanner {
+        Scanner::from_keyring(self)
+    }
+}
+
+/// Checks that no marker of one key equals or is a prefix of a marker of another key.
+pub(crate) fn check_marker_overlap(keys: &[(&KeyId, &MarkerPair)]) -> Result<(), KeyringError> {
+    for (i, (id_a, a)) in keys.iter().enumerate() {
+        for (id_b, b) in &keys[..i] {
+            for ma in [&a.prefix, &a.suffix] {
+                for mb in [&b.prefix, &b.suffix] {
+                    let (x, y) = (ma.as_str(), mb.as_str());
+                    if x.starts_with(y) || y.starts_with(x) {
+                        return Err(KeyringError::OverlappingMarkers {
+                            first: ((*id_b).clone(), mb.as_str().to_owned()),
+                            second: ((*id_a).clone(), ma.as_str().to_owned()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct KeyringFile {
+    #[serde(default)]
+    keys: Vec<KeySpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySpec {
+    id: String,
+    public_key: Option<PathBuf>,
+    public_key_pem: Option<String>,
+    kms_key_id: Option<String>,
+    prefix: Option<String>,
+    suffix: Option<String>,
+}
+
+impl KeySpec {
+    fn into_entry(self, base_dir: &Path) -> Result<KeyEntry, KeyringError> {
+        let id: KeyId = self.id.parse()?;
+        let key_err = |source| KeyringError::PublicKey {
+            id: id.clone(),
+            source,
+        };
+        let public_key = match (self.public_key, self.public_key_pem) {
+            (Some(path), None) => {
+                let path = base_dir.join(path);
+                let bytes = std::fs::read(&path).map_err(|e| KeyringError::Io {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                RsaPublicKey::from_pem_or_der(&bytes).map_err(key_err)?
+            }
+            (None, Some(pem)) => RsaPublicKey::from_pem(&pem).map_err(key_err)?,
+            _ => return Err(KeyringError::PublicKeySource { id }),
+        };
+        let defaults = MarkerPair::default_for(&id);
+        let marker = |text: Option<String>, default: Marker| match text {
+            Some(t) => Marker::new(&t).map_err(|source| KeyringError::InvalidMarker {
+                id: id.clone(),
+                source,
+            }),
+            None => Ok(default),
+        };
+        let markers = MarkerPair {
+            prefix: marker(self.prefix, defaults.prefix)?,
+            suffix: marker(self.suffix, defaults.suffix)?,
+        };
+        let mut entry = KeyEntry::new(id, public_key).with_markers(markers);
+        entry.kms_key_id = self.kms_key_id;
+        Ok(entry)
+    }
+}
+
+/// Why a keyring could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        message: String,
+    },
+    /// The TOML does not parse or has the wrong shape.
+    #[error("invalid keyring{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Toml {
+        /// The file, when read from one.
+        path: Option<PathBuf>,
+        /// The parser's message.
+        message: String,
+    },
+    /// No `[[keys]]` entry.
+    #[error("the keyring has no keys: add at least one [[keys]] entry")]
+    Empty,
+    /// A bad key id.
+    #[error(transparent)]
+    InvalidKeyId(#[from] KeyIdError),
+    /// Two keys with one id.
+    #[error("key id {0} is configured twice")]
+    DuplicateId(KeyId),
+    /// A bad marker.
+    #[error("key {id}: {source}")]
+    InvalidMarker {
+        /// The key.
+        id: KeyId,
+        /// What is wrong with its marker.
+        source: MarkerError,
+    },
+    /// A marker of one key equals or starts another key's marker.
+    #[error(
+        "markers overlap: {:?} of key {} and {:?} of key {}; give one of them other markers (prefix = ..., suffix = ...)",
+        first.1, first.0, second.1, second.0
+    )]
+    OverlappingMarkers {
+        /// One key and its marker.
+        first: (KeyId, String),
+        /// The other key and its marker.
+        second: (KeyId, String),
+    },
+    /// Neither or both of `public_key` and `public_key_pem`.
+    #[error("key {id}: give exactly one of public_key (a path) or public_key_pem (inline PEM)")]
+    PublicKeySource {
+        /// The key.
+        id: KeyId,
+    },
+    /// A public key that is refused.
+    #[error("key {id}: {source}")]
+    PublicKey {
+        /// The key.
+        id: KeyId,
+        /// Why it is refused.
+        source: PublicKeyError,
+    },
+    /// An empty or malformed `kms_key_id`.
+    #[error("key {id}: kms_key_id must be a non-empty KMS key id, ARN or alias without spaces")]
+    InvalidKmsKeyId {
+        /// The key.
+        id: KeyId,
+    },
+}

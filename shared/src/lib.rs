@@ -1,0 +1,61 @@
+//! The core of fle: the envelope format, keyring, scanner and RSA-OAEP crypto backends shared
+//! by the edge encryptor, the decryptor and the command line.
+//!
+//! A sensitive value becomes one **envelope**: the key's prefix, the standard base64 of its
+//! RSA-OAEP-SHA256 ciphertext, and the key's suffix (`#01#…#10#`), byte-compatible with the
+//! AWS reference design ([`envelope`]). A [`Keyring`] names the keys and their markers; a
+//! [`Scanner`] finds envelopes in any text in one pass; a [`FieldEncryptor`] writes them using a
+//! crypto [`Backend`]; an [`OaepPrivateKey`] (aws-lc-rs) opens them locally, while production
+//! decryption goes through AWS KMS in `fle-decryptor`.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, RsaPublicKey, ScanItem};
+//!
+//! let public = RsaPublicKey::from_pem(fle_shared::demo::DEMO_PUBLIC_KEY_PEM)?;
+//! let keyring = Keyring::new(vec![KeyEntry::new("01".parse()?, public)])?;
+//! let encryptor = FieldEncryptor::new(&keyring, backend::default_backend())?;
+//!
+//! let mut body = String::from(r#"{"ssn":""#);
+//! encryptor.key_str("01").unwrap().encrypt_into("ssn", b"123-45-6789", &mut body)?;
+//! body.push_str(r#""}"#);
+//!
+//! let found: Vec<_> = keyring.scanner().scan_str(&body).collect();
+//! assert!(matches!(&found[..], [ScanItem::Envelope(e)] if e.span == (8..360)));
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! - `aws-lc` (default): the aws-lc-rs backend and [`OaepPrivateKey`].
+//! - `rustcrypto` (default): the pure-Rust backend; the only one that builds for
+//!   `wasm32-unknown-unknown` (with `default-features = false, features = ["rustcrypto"]`).
+//!
+//! # Guarantees
+//!
+//! No function panics on any input. No error's `Display` or `Debug` contains plaintext, and
+//! decrypted values ([`Plaintext`]) are zeroized on drop.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod demo;
+pub mod encrypt;
+pub mod envelope;
+pub mod key;
+pub mod keyring;
+#[cfg(feature = "aws-lc")]
+pub mod private_key;
+pub mod scan;
+pub mod secret;
+
+pub use backend::{Backend, BackendError, EncryptionKey};
+pub use encrypt::{EncryptError, FieldEncryptor, KeyEncryptor};
+pub use envelope::{Envelope, EnvelopeError};
+pub use key::{KeyId, KeyIdError, Marker, MarkerError, MarkerPair, PublicKeyError, RsaPublicKey};
+pub use keyring::{KeyEntry, Keyring, KeyringError};
+#[cfg(feature = "aws-lc")]
+pub use private_key::{DecryptError, OaepPrivateKey, PrivateKeyError};
+pub use scan::{ScanItem, Scanner};
+pub use secret::Plaintext;

@@ -1,0 +1,121 @@
+//! Decryption with a local RSA private key (aws-lc-rs only).
+//!
+//! For the demo, tests, and the reference design's "external key pair" mode, where the private
+//! key lives outside KMS. The `rsa` crate is never used for private-key operations (Marvin
+//! timing advisory, RUSTSEC-2023-0071).
+
+use std::fmt;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
+use zeroize::Zeroizing;
+
+use crate::envelope::Envelope;
+use crate::key::{PublicKeyError, RsaPublicKey};
+use crate::secret::Plaintext;
+
+/// An RSA private key (2048, 3072 or 4096 bits) for RSA-OAEP-SHA256 decryption.
+pub struct OaepPrivateKey {
+    key: OaepPrivateDecryptingKey,
+    public: RsaPublicKey,
+}
+
+impl OaepPrivateKey {
+    /// Parses a PKCS#8 DER private key (`PrivateKeyInfo`, unencrypted).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, PrivateKeyError> {
+        let private = PrivateDecryptingKey::from_pkcs8(der)
+            .map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+        let spki = private
+            .public_key()
+            .as_der()
+            .map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+        let public = RsaPublicKey::from_spki_der(spki.as_ref())?;
+        let key = OaepPrivateDecryptingKey::new(private)
+            .map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+        Ok(OaepPrivateKey { key, public })
+    }
+
+    /// Parses a PEM `PRIVATE KEY` block (unencrypted PKCS#8, what `openssl genpkey` writes).
+    pub fn from_pem(pem: &str) -> Result<Self, PrivateKeyError> {
+        let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+            .map_err(|e| PrivateKeyError::Rejected(format!("PEM: {e}")))?;
+        let der = Zeroizing::new(der);
+        if label != "PRIVATE KEY" {
+            return Err(PrivateKeyError::WrongPemLabel(label.to_owned()));
+        }
+        Self::from_pkcs8_der(&der)
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> &RsaPublicKey {
+        &self.public
+    }
+
+    /// Decrypts one RSA-OAEP-SHA256 ciphertext (exactly modulus-length bytes).
+    pub fn decrypt(&self, rsa_ciphertext: &[u8]) -> Result<Plaintext, DecryptError> {
+        if rsa_ciphertext.len() != self.key.key_size_bytes() {
+            return Err(DecryptError::CiphertextLength {
+                found: rsa_ciphertext.len(),
+                expected: self.key.key_size_bytes(),
+            });
+        }
+        let mut out = Zeroizing::new(vec![0u8; self.key.min_output_size()]);
+        let n = self
+            .key
+            .decrypt(&OAEP_SHA256_MGF1SHA256, rsa_ciphertext, &mut out, None)
+            .map_err(|_| DecryptError::Rejected)?
+            .len();
+        out.truncate(n);
+        Ok(Plaintext::from(std::mem::take(&mut *out)))
+    }
+
+    /// Decrypts an envelope.
+    pub fn decrypt_envelope(&self, envelope: &Envelope) -> Result<Plaintext, DecryptError> {
+        match envelope {
+            Envelope::V1 { rsa_ciphertext } => self.decrypt(rsa_ciphertext),
+        }
+    }
+}
+
+impl fmt::Debug for OaepPrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OaepPrivateKey")
+            .field("modulus_bits", &self.public.modulus_bits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a private key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrivateKeyError {
+    /// Not an acceptable unencrypted PKCS#8 RSA key.
+    #[error("not a usable RSA private key (unencrypted PKCS#8, 2048 to 4096 bits): {0}")]
+    Rejected(String),
+    /// A PEM block other than `PRIVATE KEY`.
+    #[error(
+        "expected a PEM \"PRIVATE KEY\" block (unencrypted PKCS#8), found \"{0}\"; \
+         convert with `openssl pkcs8 -topk8 -nocrypt -in KEY`"
+    )]
+    WrongPemLabel(String),
+    /// Its public half is not a key fle accepts.
+    #[error(transparent)]
+    PublicKey(#[from] PublicKeyError),
+}
+
+/// Why a ciphertext could not be decrypted. Never contains plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecryptError {
+    /// Ciphertext of the wrong length for this key.
+    #[error("ciphertext is {found} bytes; this key's are {expected}")]
+    CiphertextLength {
+        /// Length given.
+        found: usize,
+        /// Modulus length.
+        expected: usize,
+    },
+    /// OAEP decoding failed: wrong key, corrupted or forged ciphertext.
+    #[error("decryption failed: wrong key or corrupted ciphertext")]
+    Rejected,
+}

@@ -1,0 +1,444 @@
+//! Finding envelopes in arbitrary text, in one pass.
+//!
+//! [`Scanner`] looks for the keyring's prefixes, then reads the base64 payload that follows and
+//! expects the key's suffix right after it. It yields, left to right and without overlap:
+//!
+//! - [`ScanItem::Envelope`] for each well-formed envelope, already decoded;
+//! - [`ScanItem::Malformed`] where a prefix starts something that is not a valid envelope: no
+//!   suffix after the payload, text ending inside the envelope, or a payload of the wrong length
+//!   or not canonical base64. A stray prefix never hides an envelope that follows or overlaps it.
+//!
+//! Text that contains no configured prefix yields nothing: stray `#`, unknown markers such as
+//! `#99#` and arbitrary binary data are skipped.
+//!
+//! # Guarantees
+//!
+//! - Linear time, never panics, allocates only for each envelope found (its decoded ciphertext).
+//! - Jumps between candidate bytes with `memchr` when the keyring's prefixes start with at most
+//!   three distinct bytes (the default markers all start with `#`), so marker-free text is
+//!   scanned at memchr speed.
+//! - Spans are byte ranges. On `&str` input they always fall on character boundaries, since
+//!   markers and payloads are ASCII.
+//!
+//! ```
+//! use fle_shared::scan::{ScanItem, ScanKey, Scanner};
+//! use fle_shared::MarkerPair;
+//!
+//! let id = "01".parse().unwrap();
+//! let scanner = Scanner::new(vec![ScanKey { markers: MarkerPair::default_for(&id), id, modulus_len: 3 }]).unwrap();
+//! let items: Vec<_> = scanner.scan_str("a #01#AAEC#10# b #01#oops").collect();
+//! assert!(matches!(&items[0], ScanItem::Envelope(f) if f.span == (2..14)));
+//! assert!(matches!(&items[1], ScanItem::Malformed(m) if m.span == (17..25)));
+//! ```
+
+use std::ops::Range;
+
+use crate::envelope::{is_payload_byte, Envelope, EnvelopeError};
+use crate::key::{KeyId, MarkerPair};
+use crate::keyring::{check_marker_overlap, Keyring, KeyringError};
+
+/// What the scanner needs to know about one key.
+#[derive(Debug, Clone)]
+pub struct ScanKey {
+    /// The key's id, reported with each envelope.
+    pub id: KeyId,
+    /// The key's markers.
+    pub markers: MarkerPair,
+    /// The key's RSA modulus length in bytes (256 for RSA-2048), which fixes the payload length.
+    pub modulus_len: usize,
+}
+
+/// Finds a set of keys' envelopes in text. Build once, scan many texts; `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    keys: Vec<ScanKey>,
+    first_bytes: FirstBytes,
+}
+
+#[derive(Debug, Clone)]
+enum FirstBytes {
+    One(u8),
+    Two(u8, u8),
+    Three(u8, u8, u8),
+    Many(Box<[bool; 256]>),
+}
+
+impl FirstBytes {
+    fn new(bytes: &[u8]) -> Self {
+        let mut distinct: Vec<u8> = bytes.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        match *distinct.as_slice() {
+            [a] => FirstBytes::One(a),
+            [a, b] => FirstBytes::Two(a, b),
+            [a, b, c] => FirstBytes::Three(a, b, c),
+            _ => {
+                let mut table = Box::new([false; 256]);
+                for &b in &distinct {
+                    table[usize::from(b)] = true;
+                }
+                FirstBytes::Many(table)
+            }
+        }
+    }
+
+    #[inline]
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match *self {
+            FirstBytes::One(a) => memchr::memchr(a, hay),
+            FirstBytes::Two(a, b) => memchr::memchr2(a, b, hay),
+            FirstBytes::Three(a, b, c) => memchr::memchr3(a, b, c, hay),
+            FirstBytes::Many(ref table) => hay.iter().position(|&b| table[usize::from(b)]),
+        }
+    }
+}
+
+impl Scanner {
+    /// A scanner for these keys. Fails if there are none, or if a marker of one key equals or is
+    /// a prefix of a marker of another (the same rule as [`Keyring`]).
+    pub fn new(keys: Vec<ScanKey>) -> Result<Self, KeyringError> {
+        if keys.is_empty() {
+            return Err(KeyringError::Empty);
+        }
+        let markers: Vec<(&KeyId, &MarkerPair)> =
+            keys.iter().map(|k| (&k.id, &k.markers)).collect();
+        check_marker_overlap(&markers)?;
+        let firsts: Vec<u8> = keys
+            .iter()
+            .map(|k| k.markers.prefix.as_bytes()[0])
+            .collect();
+        Ok(Scanner {
+            first_bytes: FirstBytes::new(&firsts),
+            keys,
+        })
+    }
+
+    /// A scanner for a keyring's keys.
+    pub fn from_keyring(keyring: &Keyring) -> Self {
+        let keys: Vec<ScanKey> = keyring
+            .keys()
+            .iter()
+            .map(|k| ScanKey {
+                id: k.id().clone(),
+                markers: k.markers().clone(),
+                modulus_len: k.public_key().modulus_len(),
+            })
+            .collect();
+        let firsts: Vec<u8> = keys
+            .iter()
+            .map(|k| k.markers.prefix.as_bytes()[0])
+            .collect();
+        // A keyring is non-empty and its markers are already checked.
+        Scanner {
+            first_bytes: FirstBytes::new(&firsts),
+            keys,
+        }
+    }
+
+    /// Iterates over the envelopes (and malformed envelopes) in `text`.
+    pub fn scan<'s, 't>(&'s self, text: &'t [u8]) -> ScanIter<'s, 't> {
+        ScanIter {
+            scanner: self,
+            text,
+            pos: 0,
+        }
+    }
+
+    /// Same as [`scan`](Self::scan), for text; spans fall on character boundaries.
+    pub fn scan_str<'s, 't>(&'s self, text: &'t str) -> ScanIter<'s, 't> {
+        self.scan(text.as_bytes())
+    }
+
+    /// Whether `text` contains any configured prefix at all (the cheap test for marker
+    /// injection: a plaintext value that contains a prefix must not be encrypted or forwarded).
+    pub fn contains_prefix(&self, text: &[u8]) -> bool {
+        self.next_prefix(text, 0).is_some()
+    }
+
+    /// The next position at or after `pos` where a configured prefix starts, with its key.
+    fn next_prefix(&self, text: &[u8], mut pos: usize) -> Option<(usize, &ScanKey)> {
+        while pos < text.len() {
+            let start = pos + self.first_bytes.find(&text[pos..])?;
+            let rest = &text[start..];
+            if let Some(key) = self
+                .keys
+                .iter()
+                .find(|k| rest.starts_with(k.markers.prefix.as_bytes()))
+            {
+                return Some((start, key));
+            }
+            pos = start + 1;
+        }
+        None
+    }
+
+    /// The keys this scanner knows.
+    pub fn keys(&self) -> &[ScanKey] {
+        &self.keys
+    }
+}
+
+/// One thing the scanner found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanItem<'s> {
+    /// A well-formed envelope.
+    Envelope(Found<'s>),
+    /// A configured prefix that does not start a well-formed envelope.
+    Malformed(Malformed<'s>),
+}
+
+impl ScanItem<'_> {
+    /// The byte range of the item in the scanned text.
+    pub fn span(&self) -> Range<usize> {
+        match self {
+            ScanItem::Envelope(f) => f.span.clone(),
+            ScanItem::Malformed(m) => m.span.clone(),
+        }
+    }
+}
+
+/// A well-formed envelope found in text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<'s> {
+    /// Byte range of the whole envelope, markers included.
+    pub span: Range<usize>,
+    /// The key its markers name.
+    pub key: &'s KeyId,
+    /// The decoded envelope.
+    pub envelope: Envelope,
+}
+
+/// A configured prefix that does not start a well-formed envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed<'s> {
+    /// Byte range from the prefix to where the envelope stops making sense.
+    pub span: Range<usize>,
+    /// The key the prefix names.
+    pub key: &'s KeyId,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+/// What is wrong with a malformed envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// The text ends before the envelope does.
+    #[error("truncated envelope: the text ends before its suffix")]
+    Truncated,
+    /// The payload is followed by something other than the key's suffix.
+    #[error("envelope without its suffix")]
+    MissingSuffix,
+    /// Markers are right but the payload is not a valid envelope.
+    #[error(transparent)]
+    InvalidPayload(#[from] EnvelopeError),
+}
+
+/// Iterator returned by [`Scanner::scan`].
+#[derive(Debug, Clone)]
+pub struct ScanIter<'s, 't> {
+    scanner: &'s Scanner,
+    text: &'t [u8],
+    pos: usize,
+}
+
+impl<'s> Iterator for ScanIter<'s, '_> {
+    type Item = ScanItem<'s>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let text = self.text;
+        let Some((start, key)) = self.scanner.next_prefix(text, self.pos) else {
+            self.pos = text.len();
+            return None;
+        };
+        let payload_start = start + key.markers.prefix.as_bytes().len();
+        let payload_end = text[payload_start..]
+            .iter()
+            .position(|&b| !is_payload_byte(b))
+            .map_or(text.len(), |n| payload_start + n);
+        let rest = &text[payload_end..];
+        let suffix = key.markers.suffix.as_bytes();
+        let malformed = |span, problem| {
+            ScanItem::Malformed(Malformed {
+                span,
+                key: &key.id,
+                problem,
+            })
+        };
+        if rest.starts_with(suffix) {
+            let end = payload_end + suffix.len();
+            self.pos = end;
+            let payload = &text[payload_start..payload_end];
+            Some(match Envelope::decode_payload(payload, key.modulus_len) {
+                Ok(envelope) => ScanItem::Envelope(Found {
+                    span: start..end,
+                    key: &key.id,
+                    envelope,
+                }),
+                Err(e) => malformed(start..end, Problem::InvalidPayload(e)),
+            })
+        } else if rest.len() < suffix.len() && suffix.starts_with(rest) {
+            self.pos = text.len();
+            Some(malformed(start..text.len(), Problem::Truncated))
+        } else {
+            // Resume just after this prefix's first byte: a real prefix may overlap this one
+            // (`#01` + `#01#...`). Payloads hold no prefix's first byte, so this stays linear.
+            self.pos = start + 1;
+            Some(malformed(start..payload_end, Problem::MissingSuffix))
+        }
+    }
+}
+
+impl std::iter::FusedIterator for ScanIter<'_, '_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::write_v1;
+    use crate::key::Marker;
+
+    fn key(id: &str, modulus_len: usize) -> ScanKey {
+        let id: KeyId = id.parse().unwrap();
+        ScanKey {
+            markers: MarkerPair::default_for(&id),
+            id,
+            modulus_len,
+        }
+    }
+
+    fn env(id: &str, ct: &[u8]) -> String {
+        let mut s = String::new();
+        write_v1(&MarkerPair::default_for(&id.parse().unwrap()), ct, &mut s);
+        s
+    }
+
+    fn kinds(scanner: &Scanner, text: &str) -> Vec<(Range<usize>, String)> {
+        scanner
+            .scan_str(text)
+            .map(|i| match i {
+                ScanItem::Envelope(f) => (f.span, format!("ok {}", f.key)),
+                ScanItem::Malformed(m) => (m.span, format!("{:?} {}", m.problem, m.key)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn adjacent_stray_unknown_truncated() {
+        let s = Scanner::new(vec![key("01", 6), key("02", 6)]).unwrap();
+        let a = env("01", b"abcdef");
+        let b = env("02", b"ghijkl");
+        assert_eq!(a, "#01#YWJjZGVm#10#");
+        // Adjacent envelopes.
+        let text = format!("{a}{b}{a}");
+        assert_eq!(
+            kinds(&s, &text),
+            vec![
+                (0..16, "ok 01".into()),
+                (16..32, "ok 02".into()),
+                (32..48, "ok 01".into())
+            ]
+        );
+        // Stray '#', unknown markers and a half marker are ignored.
+        let text = format!("## #0 #99#YWJjZGVm#99# #01{a}#");
+        assert_eq!(kinds(&s, &text), vec![(26..42, "ok 01".into())]);
+        // A stray prefix right before an envelope does not hide it.
+        let text = format!("#01#{a}");
+        assert_eq!(
+            kinds(&s, &text),
+            vec![(0..4, "MissingSuffix 01".into()), (4..20, "ok 01".into())]
+        );
+        // Truncated inside the payload and inside the suffix.
+        assert_eq!(kinds(&s, "x#01#YWJj"), vec![(1..9, "Truncated 01".into())]);
+        assert_eq!(
+            kinds(&s, "#01#YWJjZGVm#1"),
+            vec![(0..14, "Truncated 01".into())]
+        );
+        assert_eq!(kinds(&s, "#01#"), vec![(0..4, "Truncated 01".into())]);
+        // Wrong suffix (another key's), wrong length, bad base64.
+        assert_eq!(
+            kinds(&s, "#01#YWJjZGVm#20#"),
+            vec![(0..12, "MissingSuffix 01".into())]
+        );
+        assert!(kinds(&s, "#01#YWJj#10#")[0]
+            .1
+            .starts_with("InvalidPayload(UnsupportedLength"));
+        assert_eq!(
+            kinds(&s, "#01#YWJjZGV=#10#")[0].1,
+            "InvalidPayload(InvalidBase64) 01"
+        );
+        assert_eq!(
+            kinds(&s, "#01#YW=jZGVm#10#")[0].1,
+            "InvalidPayload(InvalidBase64) 01"
+        );
+    }
+
+    #[test]
+    fn palindromic_id_and_custom_markers() {
+        let s = Scanner::new(vec![key("11", 3)]).unwrap();
+        let text = "#11#AAAA#11##11#AAAA#11#";
+        assert_eq!(
+            kinds(&s, text),
+            vec![(0..12, "ok 11".into()), (12..24, "ok 11".into())]
+        );
+
+        let id: KeyId = "k".parse().unwrap();
+        let markers = MarkerPair {
+            prefix: Marker::new("<enc>").unwrap(),
+            suffix: Marker::new("</enc>").unwrap(),
+        };
+        let mut many = vec![ScanKey {
+            id,
+            markers,
+            modulus_len: 3,
+        }];
+        for (i, c) in ["!", "~", "%", "&"].iter().enumerate() {
+            let id: KeyId = format!("k{i}").parse().unwrap();
+            let markers = MarkerPair {
+                prefix: Marker::new(&format!("{c}{i}{c}")).unwrap(),
+                suffix: Marker::new(&format!("{c}{c}")).unwrap(),
+            };
+            many.push(ScanKey {
+                id,
+                markers,
+                modulus_len: 3,
+            });
+        }
+        let s = Scanner::new(many).unwrap();
+        assert!(matches!(s.first_bytes, FirstBytes::Many(_)));
+        let text = "a<enc>AAAA</enc>b~1~AAAA~~c&3&AAAA&&";
+        assert_eq!(
+            kinds(&s, text),
+            vec![
+                (1..16, "ok k".into()),
+                (17..27, "ok k1".into()),
+                (28..38, "ok k3".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn overlapping_markers_are_rejected() {
+        let a = key("01", 3);
+        let mut b = key("02", 3);
+        b.markers.prefix = Marker::new("#01#x").unwrap();
+        assert!(matches!(
+            Scanner::new(vec![a, b]),
+            Err(KeyringError::OverlappingMarkers { .. })
+        ));
+        // Key 10's prefix is key 01's suffix.
+        assert!(Scanner::new(vec![key("01", 3), key("10", 3)]).is_err());
+        assert!(Scanner::new(vec![]).is_err());
+    }
+
+    #[test]
+    fn binary_and_non_utf8_input() {
+        let s = Scanner::new(vec![key("01", 3)]).unwrap();
+        let mut text = vec![0xff, b'#', 0x80, b'#', b'0', b'1', b'#'];
+        text.extend_from_slice(b"AAAA#10#\xc3");
+        let items: Vec<_> = s.scan(&text).collect();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].span(), 3..15);
+        assert!(s.contains_prefix(&text));
+        assert!(!s.contains_prefix(b"#0#1#10#"));
+    }
+}
