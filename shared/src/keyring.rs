@@ -87,6 +87,7 @@ impl KeyEntry {
 #[derive(Debug, Clone)]
 pub struct Keyring {
     entries: Vec<KeyEntry>,
+    scanner: Scanner,
 }
 
 impl Keyring {
@@ -110,7 +111,8 @@ impl Keyring {
         let markers: Vec<(&KeyId, &MarkerPair)> =
             entries.iter().map(|e| (&e.id, &e.markers)).collect();
         check_marker_overlap(&markers)?;
-        Ok(Keyring { entries })
+        let scanner = Scanner::for_checked_keys(&entries);
+        Ok(Keyring { entries, scanner })
     }
 
     /// Reads a keyring from a TOML file; relative key paths are resolved against its directory.
@@ -159,9 +161,9 @@ impl Keyring {
         &self.entries
     }
 
-    /// A scanner that finds this keyring's envelopes in text.
-    pub fn scanner(&self) -> Scanner {
-        Scanner::from_keyring(self)
+    /// The scanner that finds this keyring's envelopes in text (built once, with the keyring).
+    pub fn scanner(&self) -> &Scanner {
+        &self.scanner
     }
 }
 

@@ -35,7 +35,7 @@ use std::ops::Range;
 
 use crate::envelope::{is_payload_byte, Envelope, EnvelopeError};
 use crate::key::{KeyId, MarkerPair};
-use crate::keyring::{check_marker_overlap, Keyring, KeyringError};
+use crate::keyring::{check_marker_overlap, KeyEntry, KeyringError};
 
 /// What the scanner needs to know about one key.
 #[derive(Debug, Clone)]
@@ -95,7 +95,8 @@ impl FirstBytes {
 
 impl Scanner {
     /// A scanner for these keys. Fails if there are none, or if a marker of one key equals or is
-    /// a prefix of a marker of another (the same rule as [`Keyring`]).
+    /// a prefix of a marker of another (the same rule as [`Keyring`](crate::Keyring)); a keyring
+    /// builds its own, see [`Keyring::scanner`](crate::Keyring::scanner).
     pub fn new(keys: Vec<ScanKey>) -> Result<Self, KeyringError> {
         if keys.is_empty() {
             return Err(KeyringError::Empty);
@@ -113,10 +114,9 @@ impl Scanner {
         })
     }
 
-    /// A scanner for a keyring's keys.
-    pub fn from_keyring(keyring: &Keyring) -> Self {
-        let keys: Vec<ScanKey> = keyring
-            .keys()
+    /// A scanner for keys whose markers [`Keyring::new`](crate::Keyring::new) has already checked.
+    pub(crate) fn for_checked_keys(entries: &[KeyEntry]) -> Self {
+        let keys: Vec<ScanKey> = entries
             .iter()
             .map(|k| ScanKey {
                 id: k.id().clone(),
@@ -152,13 +152,13 @@ impl Scanner {
     /// Whether `text` contains any configured prefix at all (the cheap test for marker
     /// injection: a plaintext value that contains a prefix must not be encrypted or forwarded).
     pub fn contains_prefix(&self, text: &[u8]) -> bool {
-        self.next_prefix(text, 0).is_some()
+        self.next_prefix(text, 0, text.len()).is_some()
     }
 
-    /// The next position at or after `pos` where a configured prefix starts, with its key.
-    fn next_prefix(&self, text: &[u8], mut pos: usize) -> Option<(usize, &ScanKey)> {
-        while pos < text.len() {
-            let start = pos + self.first_bytes.find(&text[pos..])?;
+    /// The first position in `pos..limit` where a configured prefix starts, with its key.
+    fn next_prefix(&self, text: &[u8], mut pos: usize, limit: usize) -> Option<(usize, &ScanKey)> {
+        while pos < limit {
+            let start = pos + self.first_bytes.find(&text[pos..limit])?;
             let rest = &text[start..];
             if let Some(key) = self
                 .keys
@@ -247,7 +247,7 @@ impl<'s> Iterator for ScanIter<'s, '_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let text = self.text;
-        let Some((start, key)) = self.scanner.next_prefix(text, self.pos) else {
+        let Some((start, key)) = self.scanner.next_prefix(text, self.pos, text.len()) else {
             self.pos = text.len();
             return None;
         };
@@ -281,10 +281,15 @@ impl<'s> Iterator for ScanIter<'s, '_> {
             self.pos = text.len();
             Some(malformed(start..text.len(), Problem::Truncated))
         } else {
-            // Resume just after this prefix's first byte: a real prefix may overlap this one
-            // (`#01` + `#01#...`). Payloads hold no prefix's first byte, so this stays linear.
-            self.pos = start + 1;
-            Some(malformed(start..payload_end, Problem::MissingSuffix))
+            // Another prefix may overlap this one (`#01` + `#01#...`): stop the malformed span
+            // where it starts, so items never overlap. A payload holds no prefix's first byte,
+            // so such a prefix starts inside this prefix, and the search stays linear.
+            let end = self
+                .scanner
+                .next_prefix(text, start + 1, payload_end)
+                .map_or(payload_end, |(next, _)| next);
+            self.pos = end;
+            Some(malformed(start..end, Problem::MissingSuffix))
         }
     }
 }
@@ -339,8 +344,14 @@ mod tests {
             ]
         );
         // Stray '#', unknown markers and a half marker are ignored.
-        let text = format!("## #0 #99#YWJjZGVm#99# #01{a}#");
-        assert_eq!(kinds(&s, &text), vec![(26..42, "ok 01".into())]);
+        let text = format!("## #0 #99#YWJjZGVm#99# {a}#");
+        assert_eq!(kinds(&s, &text), vec![(23..39, "ok 01".into())]);
+        // A prefix overlapping the envelope's own: reported up to where the real one starts.
+        let text = format!("#01{a}");
+        assert_eq!(
+            kinds(&s, &text),
+            vec![(0..3, "MissingSuffix 01".into()), (3..19, "ok 01".into())]
+        );
         // A stray prefix right before an envelope does not hide it.
         let text = format!("#01#{a}");
         assert_eq!(
@@ -410,8 +421,8 @@ mod tests {
             kinds(&s, text),
             vec![
                 (1..16, "ok k".into()),
-                (17..27, "ok k1".into()),
-                (28..38, "ok k3".into())
+                (17..26, "ok k1".into()),
+                (27..36, "ok k3".into())
             ]
         );
     }

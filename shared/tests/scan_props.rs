@@ -1,0 +1,105 @@
+//! Property tests for the scanner: random text with envelopes inserted yields exactly those
+//! envelopes; arbitrary bytes never panic and yield ordered, in-bounds, non-overlapping items.
+
+use fle_shared::envelope::write_v1;
+use fle_shared::scan::{ScanItem, ScanKey, Scanner};
+use fle_shared::{Envelope, KeyId, Marker, MarkerPair};
+use proptest::prelude::*;
+
+fn scanner() -> Scanner {
+    let k1: KeyId = "01".parse().unwrap();
+    let k2: KeyId = "k2".parse().unwrap();
+    Scanner::new(vec![
+        ScanKey {
+            markers: MarkerPair::default_for(&k1),
+            id: k1,
+            modulus_len: 256,
+        },
+        ScanKey {
+            markers: MarkerPair {
+                prefix: Marker::new("<k2>").unwrap(),
+                suffix: Marker::new("</k2>").unwrap(),
+            },
+            id: k2,
+            modulus_len: 384,
+        },
+    ])
+    .unwrap()
+}
+
+/// Filler made of pieces that look like parts of envelopes: markers, half markers, base64.
+fn filler() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "#", "0", "1", "#01", "#10#", "#01#", "01#", "<k2", "<k2>", "</k2>", "k2>", "AAAA", "QUJD",
+        "=", "==", "/", "+", " ", "\"", "é", "✓", "\n", "\\", "{", "}", "#99#", "##",
+    ]);
+    prop::collection::vec(pieces, 0..24).prop_map(|v| v.concat())
+}
+
+fn envelope() -> impl Strategy<Value = (bool, Vec<u8>)> {
+    any::<bool>().prop_flat_map(|first| {
+        let len = if first { 256 } else { 384 };
+        (Just(first), prop::collection::vec(any::<u8>(), len))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn finds_exactly_the_inserted_envelopes(
+        parts in prop::collection::vec((filler(), envelope()), 0..6),
+        tail in filler(),
+    ) {
+        let scanner = scanner();
+        let keys = scanner.keys();
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        for (fill, (first, ct)) in &parts {
+            text.push_str(fill);
+            let key = if *first { &keys[0] } else { &keys[1] };
+            let start = text.len();
+            write_v1(&key.markers, ct, &mut text);
+            expected.push((start..text.len(), key.id.clone(), ct.clone()));
+        }
+        text.push_str(&tail);
+
+        let mut found = Vec::new();
+        for item in scanner.scan_str(&text) {
+            let span = item.span();
+            prop_assert!(text.is_char_boundary(span.start) && text.is_char_boundary(span.end));
+            match item {
+                ScanItem::Envelope(f) => {
+                    let Envelope::V1 { rsa_ciphertext } = f.envelope else { unreachable!() };
+                    found.push((f.span, f.key.clone(), rsa_ciphertext));
+                }
+                ScanItem::Malformed(m) => {
+                    for (span, _, _) in &expected {
+                        prop_assert!(m.span.end <= span.start || m.span.start >= span.end,
+                            "malformed {:?} overlaps envelope {:?}", m.span, span);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        bytes in prop::collection::vec(
+            prop_oneof![any::<u8>(), Just(b'#'), Just(b'0'), Just(b'1'), Just(b'A'), Just(b'<')], 0..600),
+    ) {
+        let scanner = scanner();
+        let mut last_end = 0;
+        for item in scanner.scan(&bytes) {
+            let span = item.span();
+            prop_assert!(span.start >= last_end && span.start < span.end && span.end <= bytes.len());
+            last_end = span.end;
+            if let ScanItem::Envelope(f) = item {
+                let key = scanner.keys().iter().find(|k| &k.id == f.key).unwrap();
+                prop_assert!(bytes[f.span.clone()].starts_with(key.markers.prefix.as_bytes()));
+                prop_assert!(bytes[f.span.clone()].ends_with(key.markers.suffix.as_bytes()));
+            }
+        }
+    }
+}

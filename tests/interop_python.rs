@@ -1,0 +1,97 @@
+//! Interoperability with Python's pyca/cryptography, both ways, every key size and backend.
+//!
+//! The interpreter is `$FLE_PYTHON` (the test command sets it to a virtualenv with
+//! `cryptography` installed), else `python3`. A missing `cryptography` fails the test with the
+//! install command; it is never skipped.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+use fle_shared::backend;
+
+fn python() -> String {
+    std::env::var("FLE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs tests/support/oaep.py with one hex line per input, returns one decoded line per output.
+fn oaep_py(mode: &str, key: &std::path::Path, inputs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let script = root().join("tests/support/oaep.py");
+    let check = Command::new(python()).arg(&script).arg("check").output();
+    match check {
+        Ok(out) if out.status.success() => {}
+        _ => panic!(
+            "{} cannot import pyca/cryptography: run the test command (scripts/test-all.sh), \
+             or `pip install cryptography` and set FLE_PYTHON",
+            python()
+        ),
+    }
+    let mut child = Command::new(python())
+        .arg(&script)
+        .arg(mode)
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for input in inputs {
+        let line = if input.is_empty() {
+            "-".to_owned()
+        } else {
+            hex(input)
+        };
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "oaep.py {mode} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(unhex)
+        .collect()
+}
+
+#[test]
+fn python_decrypts_what_every_backend_encrypts() {
+    for bits in SIZES {
+        let (private_path, _) = key_paths(bits);
+        let (_, public) = key_pair(bits);
+        let plaintexts = plaintexts(public.max_plaintext_len());
+        for backend in backend::all_backends() {
+            let key = backend.encryption_key(&public).unwrap();
+            let cts: Vec<Vec<u8>> = plaintexts
+                .iter()
+                .map(|p| {
+                    let mut ct = vec![0u8; bits / 8];
+                    key.encrypt(p, &mut ct).unwrap();
+                    ct
+                })
+                .collect();
+            assert_eq!(
+                oaep_py("decrypt", &private_path, &cts),
+                plaintexts,
+                "{} {bits}",
+                backend.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn we_decrypt_what_python_encrypts() {
+    for bits in SIZES {
+        let (_, public_path) = key_paths(bits);
+        let (private, public) = key_pair(bits);
+        let plaintexts = plaintexts(public.max_plaintext_len());
+        let cts = oaep_py("encrypt", &public_path, &plaintexts);
+        assert_eq!(cts.len(), plaintexts.len());
+        for (ct, p) in cts.iter().zip(&plaintexts) {
+            assert_eq!(ct.len(), bits / 8);
+            assert_eq!(private.decrypt(ct).unwrap().as_bytes(), &p[..]);
+        }
+    }
+}
