@@ -129,7 +129,7 @@ mod tests {
             let text = String::from_utf8(out).unwrap();
             assert!(text.contains("6 envelopes"), "{text}");
             assert!(text.contains("Round trip OK"));
-            assert_eq!(text.matches("#01#").count(), 6);
+            assert_eq!(text.matches("\"#01#").count(), 6, "six encrypted values");
         }
     }
 }

@@ -12,6 +12,10 @@ use crate::envelope::is_payload_byte;
 /// RSA modulus sizes fle accepts, in bits. KMS offers exactly these for `ENCRYPT_DECRYPT` keys.
 pub const SUPPORTED_MODULUS_BITS: [usize; 3] = [2048, 3072, 4096];
 
+/// OID of `rsaEncryption` (PKCS #1), the algorithm of every RSA SubjectPublicKeyInfo.
+const RSA_ENCRYPTION: spki::ObjectIdentifier =
+    spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
 /// Longest key id, in bytes.
 pub const MAX_KEY_ID_LEN: usize = 32;
 
@@ -189,7 +193,7 @@ impl RsaPublicKey {
     pub fn from_spki_der(der: &[u8]) -> Result<Self, PublicKeyError> {
         let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
             .map_err(|e| PublicKeyError::Malformed(e.to_string()))?;
-        if spki.algorithm.oid != pkcs1::ALGORITHM_OID {
+        if spki.algorithm.oid != RSA_ENCRYPTION {
             return Err(PublicKeyError::NotRsa(spki.algorithm.oid.to_string()));
         }
         let key_bytes = spki

@@ -18,7 +18,7 @@
 //! Every keyring upholds, checked when it is built:
 //! - at least one key; ids are unique;
 //! - keys are RSA 2048, 3072 or 4096 bits ([`RsaPublicKey`]);
-//! - markers are valid ([`Marker`](crate::Marker)) and no marker of one key equals or is a prefix
+//! - markers are valid ([`Marker`]) and no marker of one key equals or is a prefix
 //!   of a marker of another key, so every envelope in a text belongs to exactly one key.
 
 use std::path::{Path, PathBuf};

@@ -81,13 +81,15 @@ pub fn default_backend() -> &'static dyn Backend {
 
 /// Every backend compiled in, for tests and benchmarks that must cover each.
 pub fn all_backends() -> Vec<&'static dyn Backend> {
-    #[allow(unused_mut)]
-    let mut all: Vec<&'static dyn Backend> = Vec::new();
     #[cfg(feature = "aws-lc")]
-    all.push(&aws_lc::AwsLcBackend);
+    const AWS_LC: Option<&dyn Backend> = Some(&aws_lc::AwsLcBackend);
+    #[cfg(not(feature = "aws-lc"))]
+    const AWS_LC: Option<&dyn Backend> = None;
     #[cfg(feature = "rustcrypto")]
-    all.push(&rustcrypto::RustCryptoBackend);
-    all
+    const RUSTCRYPTO: Option<&dyn Backend> = Some(&rustcrypto::RustCryptoBackend);
+    #[cfg(not(feature = "rustcrypto"))]
+    const RUSTCRYPTO: Option<&dyn Backend> = None;
+    [AWS_LC, RUSTCRYPTO].into_iter().flatten().collect()
 }
 
 /// A backend failure, in the caller's terms. Never contains plaintext.

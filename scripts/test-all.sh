@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every check and test of fle, installing what they need first. Safe to re-run.
+#
+#   scripts/test-all.sh
+#
+# Installs (when missing): rustfmt, clippy, the wasm32-unknown-unknown target, the openssl
+# command line and libssl-dev (Debian packages, for OpenSSL interop and the benchmark baseline),
+# a Python virtualenv with pyca/cryptography (Python interop), and cargo-deny. Then: format,
+# clippy (native and wasm32), docs, cargo-deny, the wasm32 build, doc tests, and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "Rust toolchain: rustfmt, clippy, wasm32-unknown-unknown"
+rustup component add rustfmt clippy
+rustup target add wasm32-unknown-unknown
+
+step "System packages: openssl, libssl-dev, pkg-config"
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v python3 >/dev/null || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+else
+    echo "all present"
+fi
+
+step "Python test environment (pyca/cryptography)"
+venv="$root/target/test-env/venv"
+if ! "$venv/bin/python" -c 'import cryptography' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==50.0.2'
+fi
+export FLE_PYTHON="$venv/bin/python"
+"$FLE_PYTHON" -c 'import cryptography; print("cryptography", cryptography.__version__)'
+
+step "cargo-deny"
+if ! cargo deny --version >/dev/null 2>&1; then
+    cargo install cargo-deny --locked --version '^0.20'
+fi
+cargo deny --version
+
+step "Format"
+cargo fmt --all -- --check
+
+step "Clippy (native, all targets)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Clippy and build (wasm32-unknown-unknown, pure-Rust backend)"
+wasm_args=(-p fle-shared --target wasm32-unknown-unknown --no-default-features --features rustcrypto --locked)
+cargo clippy "${wasm_args[@]}" -- -D warnings
+cargo build "${wasm_args[@]}" --release
+
+step "Docs (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "cargo deny: bans, licenses, sources"
+cargo deny --locked check bans licenses sources
+if cargo deny fetch db >/dev/null 2>&1; then
+    step "cargo deny: advisories"
+    cargo deny --locked check advisories
+else
+    echo "cargo deny advisories: SKIPPED, the advisory database cannot be fetched from this machine"
+fi
+
+step "Benchmarks compile and run once"
+cargo bench --workspace --locked --bench '*' -- --test
+
+step "Doc tests"
+cargo test --workspace --doc --locked
+
+step "Tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
