@@ -81,16 +81,6 @@ impl FirstBytes {
             }
         }
     }
-
-    #[inline]
-    fn find(&self, hay: &[u8]) -> Option<usize> {
-        match *self {
-            FirstBytes::One(a) => memchr::memchr(a, hay),
-            FirstBytes::Two(a, b) => memchr::memchr2(a, b, hay),
-            FirstBytes::Three(a, b, c) => memchr::memchr3(a, b, c, hay),
-            FirstBytes::Many(ref table) => hay.iter().position(|&b| table[usize::from(b)]),
-        }
-    }
 }
 
 impl Scanner {
@@ -156,20 +146,29 @@ impl Scanner {
     }
 
     /// The first position in `pos..limit` where a configured prefix starts, with its key.
-    fn next_prefix(&self, text: &[u8], mut pos: usize, limit: usize) -> Option<(usize, &ScanKey)> {
-        while pos < limit {
-            let start = pos + self.first_bytes.find(&text[pos..limit])?;
-            let rest = &text[start..];
-            if let Some(key) = self
-                .keys
+    ///
+    /// memchr's iterators keep their state between candidates, which matters on text with many
+    /// candidate bytes that start no prefix (a stray `#` every few bytes).
+    #[inline(always)]
+    fn next_prefix(&self, text: &[u8], pos: usize, limit: usize) -> Option<(usize, &ScanKey)> {
+        let hay = text.get(pos..limit)?;
+        let at = |offset: usize| {
+            let rest = &text[pos + offset..];
+            self.keys
                 .iter()
                 .find(|k| rest.starts_with(k.markers.prefix.as_bytes()))
-            {
-                return Some((start, key));
-            }
-            pos = start + 1;
+                .map(|k| (pos + offset, k))
+        };
+        match self.first_bytes {
+            FirstBytes::One(a) => memchr::memchr_iter(a, hay).find_map(at),
+            FirstBytes::Two(a, b) => memchr::memchr2_iter(a, b, hay).find_map(at),
+            FirstBytes::Three(a, b, c) => memchr::memchr3_iter(a, b, c, hay).find_map(at),
+            FirstBytes::Many(ref table) => hay
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| table[usize::from(b)])
+                .find_map(|(offset, _)| at(offset)),
         }
-        None
     }
 
     /// The keys this scanner knows.
