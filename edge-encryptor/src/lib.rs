@@ -1,7 +1,158 @@
-//! fle's edge encryptor: the CloudFront origin-request hook that encrypts configured fields of
-//! request bodies with an embedded RSA public key (no private key, no KMS call at the edge).
+//! fle's edge encryptor: turns one CloudFront origin-request event into either the same request
+//! with selected body fields encrypted, or a generated error response. No private key and no
+//! KMS call at the edge: only the public keys of the [`Keyring`].
 //!
-//! Not implemented yet: this crate reserves its place in the workspace. The envelope format,
-//! keyring and crypto backends it will use are in [`fle_shared`].
+//! The core is pure and synchronous ([`EdgeEncryptor::handle_event`]: event in, [`Outcome`]
+//! out); the Lambda binary, the Lambda@Edge (wasm) package and the `fle encrypt-event` command
+//! are thin shells around it.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use fle_edge_encryptor::{EdgeConfig, EdgeEncryptor, Outcome};
+//! use fle_shared::{backend, KeyEntry, Keyring, RsaPublicKey};
+//!
+//! let public = RsaPublicKey::from_pem(fle_shared::demo::DEMO_PUBLIC_KEY_PEM)?;
+//! let keyring = Keyring::new(vec![KeyEntry::new("01".parse()?, public)])?;
+//! let config = EdgeConfig::from_toml_str("[edge]\nkey = \"01\"\nfields = [\"ssn\"]\n")?;
+//! let edge = EdgeEncryptor::new(keyring, config, backend::default_backend())?;
+//!
+//! let event = serde_json::json!({"Records": [{"cf": {"request": {
+//!     "method": "POST", "uri": "/signup", "querystring": "", "clientIp": "203.0.113.1",
+//!     "headers": {"content-type": [{"key": "Content-Type", "value": "application/json"}]},
+//!     "body": {"inputTruncated": false, "action": "read-only", "encoding": "text",
+//!              "data": "{\"name\": \"Jo\", \"ssn\": \"123-45-6789\"}"}}}}]});
+//! let Outcome::Forward { request, encrypted } = edge.handle_event(&event) else { panic!() };
+//! assert_eq!(encrypted, 1);
+//! let body = request["body"]["data"].as_str().unwrap();
+//! assert!(body.starts_with("{\"name\": \"Jo\", \"ssn\": \"#01#") && !body.contains("6789"));
+//! assert_eq!(request["body"]["action"], "replace");
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour
+//!
+//! - Requests whose method and URI the rules do not cover are forwarded untouched.
+//! - `inputTruncated: true` → 413: a body CloudFront cut cannot have been fully encrypted.
+//! - A body that does not parse as its content type, or a content type missing or not listed →
+//!   400 / 415 (or forwarded unchanged with `on_unparseable = "pass"`).
+//! - A value over the key's size limit → 413 naming the field.
+//! - Any string, in any field or member name, that contains a configured prefix → 400 (or
+//!   neutralised with `on_marker = "neutralise"`): a captured envelope is never forwarded where a
+//!   schema-blind decryptor would open it.
+//! - A result over `max_body_bytes` (CloudFront accepts at most 1 MB) → 413.
+//! - Rules apply but the event carries no body while the request has one (the function was
+//!   associated without "include body") → 500: never forward what could not be seen.
+//! - Forwarded requests get `body.action = "replace"`, `body.encoding = "text"`; every other
+//!   field of the request is untouched, and the body is byte for byte the same apart from the
+//!   encrypted values.
+//! - Non-string JSON values (numbers, booleans, null, objects, arrays) are encrypted as
+//!   [`JSON_VALUE_TAG`] followed by their compact JSON text; the decryptor restores the type.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod body;
+pub mod config;
+mod event;
+mod form;
+mod json;
+
+use std::path::Path;
+
+pub use body::{BodyError, JSON_VALUE_TAG, MAX_DEPTH, NEUTRALISER};
+pub use config::{
+    BodyKind, ConfigError, EdgeConfig, FieldRule, FieldSelector, MarkerPolicy, UnparseablePolicy,
+};
+pub use event::{Outcome, Rejection};
+use fle_shared::{Backend, FieldEncryptor, Keyring};
+
+/// The edge encryptor: keyring, configuration and prepared keys. Build once (at module load),
+/// use for every request; `Send + Sync`.
+#[derive(Debug)]
+pub struct EdgeEncryptor {
+    keyring: Keyring,
+    config: EdgeConfig,
+    encryptor: FieldEncryptor,
+}
+
+impl EdgeEncryptor {
+    /// Checks that every field rule's key is in `keyring` and prepares the keys with `backend`.
+    pub fn new(
+        keyring: Keyring,
+        config: EdgeConfig,
+        backend: &dyn Backend,
+    ) -> Result<Self, ConfigError> {
+        for rule in &config.fields {
+            if keyring.get(&rule.key).is_none() {
+                return Err(ConfigError::UnknownKey {
+                    field: rule.selector.to_string(),
+                    key: rule.key.clone(),
+                });
+            }
+        }
+        let encryptor =
+            FieldEncryptor::new(&keyring, backend).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        Ok(EdgeEncryptor {
+            keyring,
+            config,
+            encryptor,
+        })
+    }
+
+    /// Reads the keyring (`[[keys]]`) and the `[edge]` table from one TOML text; relative key
+    /// paths are resolved against `base_dir`.
+    pub fn from_toml_str(
+        text: &str,
+        base_dir: &Path,
+        backend: &dyn Backend,
+    ) -> Result<Self, ConfigError> {
+        let keyring = Keyring::from_toml_str(text, base_dir)?;
+        let config = EdgeConfig::from_toml_str(text)?;
+        Self::new(keyring, config, backend)
+    }
+
+    /// Reads the keyring and the `[edge]` table from one TOML file.
+    pub fn from_toml_file(path: &Path, backend: &dyn Backend) -> Result<Self, ConfigError> {
+        let keyring = Keyring::from_toml_file(path)?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Toml(format!("{}: {e}", path.display())))?;
+        let config = EdgeConfig::from_toml_str(&text)?;
+        Self::new(keyring, config, backend)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EdgeConfig {
+        &self.config
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    fn rules(&self) -> body::Rules<'_> {
+        body::Rules {
+            fields: self
+                .config
+                .fields
+                .iter()
+                // Every rule's key was checked in `new`.
+                .filter_map(|rule| Some((&rule.selector, self.encryptor.key(&rule.key)?)))
+                .collect(),
+            scanner: self.keyring.scanner(),
+            on_marker: self.config.on_marker,
+        }
+    }
+
+    /// Encrypts the selected fields of one body of the given kind. Returns the new body and the
+    /// number of values encrypted.
+    pub fn encrypt_body(&self, kind: BodyKind, body: &str) -> Result<(String, usize), BodyError> {
+        let rules = self.rules();
+        let mut out = String::with_capacity(body.len() + 512);
+        let count = match kind {
+            BodyKind::Json => json::rewrite(body, &rules, &mut out)?,
+            BodyKind::Form => form::rewrite(body, &rules, &mut out)?,
+        };
+        Ok((out, count))
+    }
+}

@@ -139,6 +139,12 @@ impl Scanner {
         self.scan(text.as_bytes())
     }
 
+    /// The first position at or after `from` where a configured prefix starts, with its key
+    /// (for callers that rewrite or neutralise prefixes in untrusted text).
+    pub fn find_prefix(&self, text: &[u8], from: usize) -> Option<(usize, &ScanKey)> {
+        self.next_prefix(text, from, text.len())
+    }
+
     /// Whether `text` contains any configured prefix at all (the cheap test for marker
     /// injection: a plaintext value that contains a prefix must not be encrypted or forwarded).
     pub fn contains_prefix(&self, text: &[u8]) -> bool {

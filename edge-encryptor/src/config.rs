@@ -1,0 +1,565 @@
+//! The `[edge]` table of the configuration file: which fields to encrypt, with which key, for
+//! which requests, and what to do with bodies that do not fit the rules.
+//!
+//! The minimal form:
+//!
+//! ```toml
+//! [edge]
+//! key = "01"
+//! fields = ["fname", "lname", "email", "ssn", "dob", "phone"]
+//! ```
+//!
+//! A bare name matches an object member of that name at any depth of a JSON body (and a form
+//! field of that name). Everything else is optional:
+//!
+//! ```toml
+//! [edge]
+//! key = "01"                                   # default key for fields that name none
+//! fields = [
+//!     "ssn",                                   # a name, at any depth
+//!     "$.customers[*].card.number",            # a path: $ .name .* [N] [*] ['name']
+//!     { path = "$.card.cvv", key = "02" },     # a path or name with its own key
+//!     { name = "iban", key = "02" },
+//! ]
+//! content_types = ["application/json", "application/x-www-form-urlencoded"]  # default; also "+json" types
+//! methods = ["POST", "PUT", "PATCH"]           # default: every method
+//! uris = ["/api/*", "/signup"]                 # default: every URI; '*' matches any run of characters
+//! on_unparseable = "reject"                    # or "pass": body that does not parse, or a content type not listed
+//! on_marker = "reject"                         # or "neutralise": incoming text that contains a key's prefix
+//! max_body_bytes = 1000000                     # largest body forwarded after encryption (CloudFront: 1 MB)
+//! ```
+//!
+//! Requests whose method or URI is not listed pass through untouched: no field rule applies.
+
+use std::fmt;
+
+use fle_shared::KeyId;
+use serde::Deserialize;
+
+/// What part of a body a field rule selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldSelector {
+    /// An object member (or form field) of this name, at any depth.
+    Name(String),
+    /// A path from the root of a JSON document.
+    Path(Vec<PathStep>),
+}
+
+/// One step of a [`FieldSelector::Path`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    /// `.name` or `['name']`: the member of that name.
+    Member(String),
+    /// `.*`: any member of an object.
+    AnyMember,
+    /// `[N]`: the array element at index N.
+    Index(usize),
+    /// `[*]`: any element of an array.
+    AnyIndex,
+}
+
+impl FieldSelector {
+    /// Parses a selector: a path if it starts with `$`, otherwise a name.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        if text.is_empty() {
+            return Err(ConfigError::Selector {
+                selector: text.into(),
+                reason: "empty",
+            });
+        }
+        if !text.starts_with('$') {
+            return Ok(FieldSelector::Name(text.to_owned()));
+        }
+        let err = |reason| ConfigError::Selector {
+            selector: text.to_owned(),
+            reason,
+        };
+        let mut steps = Vec::new();
+        let mut rest = &text[1..];
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('.') {
+                let end = after.find(['.', '[']).unwrap_or(after.len());
+                let name = &after[..end];
+                steps.push(match name {
+                    "" => return Err(err("empty member name after '.'")),
+                    "*" => PathStep::AnyMember,
+                    _ => PathStep::Member(name.to_owned()),
+                });
+                rest = &after[end..];
+            } else if let Some(after) = rest.strip_prefix('[') {
+                let end = after.find(']').ok_or_else(|| err("'[' without ']'"))?;
+                let inner = &after[..end];
+                steps.push(if inner == "*" {
+                    PathStep::AnyIndex
+                } else if let Some(q) = inner.chars().next().filter(|c| *c == '\'' || *c == '"') {
+                    let name = inner[1..]
+                        .strip_suffix(q)
+                        .filter(|n| !n.is_empty())
+                        .ok_or_else(|| err("quoted member name not closed"))?;
+                    PathStep::Member(name.to_owned())
+                } else {
+                    PathStep::Index(
+                        inner
+                            .parse()
+                            .map_err(|_| err("index must be a number, '*' or a quoted name"))?,
+                    )
+                });
+                rest = &after[end + 1..];
+            } else {
+                return Err(err("expected '.' or '[' after a step"));
+            }
+        }
+        if steps.is_empty() {
+            return Err(err("'$' alone selects the whole body; name a field"));
+        }
+        Ok(FieldSelector::Path(steps))
+    }
+}
+
+impl fmt::Display for FieldSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldSelector::Name(n) => f.write_str(n),
+            FieldSelector::Path(steps) => {
+                f.write_str("$")?;
+                for step in steps {
+                    match step {
+                        PathStep::Member(m) => write!(f, "['{m}']")?,
+                        PathStep::AnyMember => f.write_str(".*")?,
+                        PathStep::Index(i) => write!(f, "[{i}]")?,
+                        PathStep::AnyIndex => f.write_str("[*]")?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One field rule: what to encrypt and with which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldRule {
+    /// What it selects.
+    pub selector: FieldSelector,
+    /// The key it encrypts with.
+    pub key: KeyId,
+}
+
+/// What to do with a body that must be encrypted but cannot be: it does not parse as its
+/// content type, or the content type is missing or not listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnparseablePolicy {
+    /// Answer 400 (unparseable) or 415 (content type). The default.
+    #[default]
+    Reject,
+    /// Forward the request unchanged. Only for origins that refuse such bodies themselves.
+    Pass,
+}
+
+/// What to do with incoming text (a value or a member name, in any field) that contains a
+/// configured key's prefix: a captured envelope smuggled in to be decrypted by the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MarkerPolicy {
+    /// Answer 400. The default.
+    #[default]
+    Reject,
+    /// Break the marker by inserting U+2060 WORD JOINER after its first character, so the text
+    /// reads the same but is no longer an envelope.
+    #[serde(alias = "neutralize")]
+    Neutralise,
+}
+
+/// The body formats the edge can rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// JSON (`application/json`, `application/*+json`).
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// The validated `[edge]` table.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Field rules, in configuration order.
+    pub fields: Vec<FieldRule>,
+    /// Media types (lowercase, without parameters) and how each is parsed.
+    pub content_types: Vec<(String, BodyKind)>,
+    /// Methods the rules apply to (uppercase); empty means every method.
+    pub methods: Vec<String>,
+    /// URI patterns the rules apply to; empty means every URI.
+    pub uris: Vec<String>,
+    /// Policy for bodies that cannot be parsed.
+    pub on_unparseable: UnparseablePolicy,
+    /// Policy for incoming marker prefixes.
+    pub on_marker: MarkerPolicy,
+    /// Largest body forwarded, in bytes, after encryption.
+    pub max_body_bytes: usize,
+}
+
+/// CloudFront's limit on a replaced origin-request body is 1 MB; stay under it.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1_000_000;
+
+impl EdgeConfig {
+    /// Reads the `[edge]` table from the TOML text of a configuration file (other tables, such
+    /// as `[[keys]]`, are ignored here).
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let file: File =
+            toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_owned()))?;
+        let edge = file.edge.ok_or(ConfigError::MissingEdge)?;
+        edge.validate()
+    }
+
+    /// Whether the rules apply to a request with this method and URI.
+    pub fn applies_to(&self, method: &str, uri: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && (self.uris.is_empty()
+                || self
+                    .uris
+                    .iter()
+                    .any(|p| glob_match(p.as_bytes(), uri.as_bytes())))
+    }
+
+    /// How a `Content-Type` header value is parsed, if it is listed. A `charset` parameter
+    /// other than UTF-8 is refused (`Err`), since the values are encrypted as UTF-8.
+    pub fn body_kind(&self, content_type: &str) -> Result<Option<BodyKind>, ContentTypeError> {
+        let mut parts = content_type.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        for param in parts {
+            let (name, value) = param.split_once('=').unwrap_or((param, ""));
+            if name.trim().eq_ignore_ascii_case("charset") {
+                let value = value.trim().trim_matches('"');
+                if !value.eq_ignore_ascii_case("utf-8") && !value.eq_ignore_ascii_case("utf8") {
+                    return Err(ContentTypeError::Charset);
+                }
+            }
+        }
+        Ok(self
+            .content_types
+            .iter()
+            .find(|(m, _)| *m == media)
+            .map(|(_, k)| *k))
+    }
+}
+
+/// A content type the edge refuses outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ContentTypeError {
+    /// A charset other than UTF-8.
+    #[error("only UTF-8 bodies can be encrypted")]
+    Charset,
+}
+
+/// `*` matches any run of bytes (including none); everything else matches itself.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative matcher with one backtrack point: linear in practice, no recursion.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[derive(Deserialize)]
+struct File {
+    edge: Option<EdgeSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EdgeSpec {
+    key: Option<String>,
+    fields: Vec<FieldSpec>,
+    content_types: Option<Vec<String>>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    uris: Vec<String>,
+    #[serde(default)]
+    on_unparseable: UnparseablePolicy,
+    #[serde(default)]
+    on_marker: MarkerPolicy,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FieldSpec {
+    Plain(String),
+    Table(FieldTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldTable {
+    name: Option<String>,
+    path: Option<String>,
+    key: Option<String>,
+}
+
+impl EdgeSpec {
+    fn validate(self) -> Result<EdgeConfig, ConfigError> {
+        let default_key: Option<KeyId> = self.key.map(|k| k.parse()).transpose()?;
+        let mut fields = Vec::new();
+        for spec in self.fields {
+            let (selector, key) = match spec {
+                FieldSpec::Plain(s) => (FieldSelector::parse(&s)?, None),
+                FieldSpec::Table(t) => {
+                    let selector = match (t.name, t.path) {
+                        (Some(n), None) if !n.starts_with('$') && !n.is_empty() => {
+                            FieldSelector::Name(n)
+                        }
+                        (None, Some(p)) if p.starts_with('$') => FieldSelector::parse(&p)?,
+                        _ => return Err(ConfigError::FieldTable),
+                    };
+                    (selector, t.key.map(|k| k.parse()).transpose()?)
+                }
+            };
+            let key = key
+                .or_else(|| default_key.clone())
+                .ok_or_else(|| ConfigError::NoKey(selector.to_string()))?;
+            fields.push(FieldRule { selector, key });
+        }
+        if fields.is_empty() {
+            return Err(ConfigError::NoFields);
+        }
+        let content_types = self
+            .content_types
+            .unwrap_or_else(|| {
+                vec![
+                    "application/json".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ]
+            })
+            .into_iter()
+            .map(|t| {
+                let media = t.trim().to_ascii_lowercase();
+                let kind = if media == "application/json"
+                    || (media.starts_with("application/") && media.ends_with("+json"))
+                {
+                    BodyKind::Json
+                } else if media == "application/x-www-form-urlencoded" {
+                    BodyKind::Form
+                } else {
+                    return Err(ConfigError::ContentType(t));
+                };
+                Ok((media, kind))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if content_types.is_empty() {
+            return Err(ConfigError::ContentType(String::new()));
+        }
+        let methods = self
+            .methods
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        for uri in &self.uris {
+            if !uri.starts_with('/') && !uri.starts_with('*') {
+                return Err(ConfigError::Uri(uri.clone()));
+            }
+        }
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 || max_body_bytes > 1_048_576 {
+            return Err(ConfigError::MaxBody(max_body_bytes));
+        }
+        Ok(EdgeConfig {
+            fields,
+            content_types,
+            methods,
+            uris: self.uris,
+            on_unparseable: self.on_unparseable,
+            on_marker: self.on_marker,
+            max_body_bytes,
+        })
+    }
+}
+
+/// Why an edge configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML does not parse or has the wrong shape.
+    #[error("invalid edge configuration: {0}")]
+    Toml(String),
+    /// No `[edge]` table.
+    #[error("the configuration has no [edge] table")]
+    MissingEdge,
+    /// No fields to encrypt.
+    #[error("[edge] fields is empty: name at least one field to encrypt")]
+    NoFields,
+    /// A field with no key and no default key.
+    #[error("field {0} has no key: set [edge] key, or key = \"...\" on the field")]
+    NoKey(String),
+    /// A key the keyring does not have.
+    #[error("field {field} uses key {key}, which is not in the keyring")]
+    UnknownKey {
+        /// The field.
+        field: String,
+        /// The key.
+        key: KeyId,
+    },
+    /// A bad selector.
+    #[error("invalid field selector {selector:?}: {reason}")]
+    Selector {
+        /// The selector text.
+        selector: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A field table without exactly one of `name` (no leading `$`) or `path` (leading `$`).
+    #[error("a field table needs exactly one of name = \"...\" or path = \"$...\"")]
+    FieldTable,
+    /// A content type fle cannot parse.
+    #[error("content type {0:?} is not supported: use application/json, application/*+json or application/x-www-form-urlencoded")]
+    ContentType(String),
+    /// A URI pattern that cannot match a CloudFront URI.
+    #[error("URI pattern {0:?} must start with '/' or '*'")]
+    Uri(String),
+    /// A body limit outside 1..=1 MiB.
+    #[error("max_body_bytes = {0}: must be between 1 and 1048576 (CloudFront's limit)")]
+    MaxBody(usize),
+    /// A bad key id.
+    #[error(transparent)]
+    KeyId(#[from] fle_shared::KeyIdError),
+    /// The keyring part of the file.
+    #[error(transparent)]
+    Keyring(#[from] fle_shared::KeyringError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        use PathStep::*;
+        assert_eq!(
+            FieldSelector::parse("ssn").unwrap(),
+            FieldSelector::Name("ssn".into())
+        );
+        assert_eq!(
+            FieldSelector::parse("$.customers[*].card.number").unwrap(),
+            FieldSelector::Path(vec![
+                Member("customers".into()),
+                AnyIndex,
+                Member("card".into()),
+                Member("number".into())
+            ])
+        );
+        assert_eq!(
+            FieldSelector::parse("$['a.b'][2].*").unwrap(),
+            FieldSelector::Path(vec![Member("a.b".into()), Index(2), AnyMember])
+        );
+        for bad in ["", "$", "$.", "$[", "$[x]", "$['a]", "$a", "$.a[1"] {
+            assert!(FieldSelector::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"/api/*", b"/api/users/1"));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"/a*b*c", b"/aXXbYYc"));
+        assert!(!glob_match(b"/a*b*c", b"/aXXbYY"));
+        assert!(!glob_match(b"/signup", b"/signup/x"));
+        assert!(glob_match(b"/signup", b"/signup"));
+    }
+
+    #[test]
+    fn minimal_and_full_configs() {
+        let c = EdgeConfig::from_toml_str(
+            "[edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.fields.len(), 6);
+        assert!(c.applies_to("GET", "/anything"));
+        assert_eq!(
+            c.body_kind("Application/JSON; charset=UTF-8"),
+            Ok(Some(BodyKind::Json))
+        );
+        assert_eq!(
+            c.body_kind("application/x-www-form-urlencoded"),
+            Ok(Some(BodyKind::Form))
+        );
+        assert_eq!(c.body_kind("text/plain"), Ok(None));
+        assert_eq!(
+            c.body_kind("application/json; charset=latin1"),
+            Err(ContentTypeError::Charset)
+        );
+
+        let c = EdgeConfig::from_toml_str(
+            r#"
+[[keys]]
+id = "ignored here"
+[edge]
+key = "01"
+fields = ["ssn", { path = "$.card.cvv", key = "02" }, { name = "iban", key = "02" }]
+content_types = ["application/vnd.api+json"]
+methods = ["post"]
+uris = ["/api/*"]
+on_unparseable = "pass"
+on_marker = "neutralize"
+max_body_bytes = 500000
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.fields[1].key.as_str(), "02");
+        assert!(
+            c.applies_to("POST", "/api/x")
+                && !c.applies_to("PUT", "/api/x")
+                && !c.applies_to("POST", "/x")
+        );
+        assert_eq!(
+            c.body_kind("application/vnd.api+json"),
+            Ok(Some(BodyKind::Json))
+        );
+        assert_eq!(c.body_kind("application/json"), Ok(None));
+        assert_eq!(c.on_marker, MarkerPolicy::Neutralise);
+        assert_eq!(c.on_unparseable, UnparseablePolicy::Pass);
+    }
+
+    #[test]
+    fn refusals() {
+        let bad = |t: &str| EdgeConfig::from_toml_str(t).unwrap_err().to_string();
+        assert!(bad("").contains("no [edge]"));
+        assert!(bad("[edge]\nfields = [\"a\"]\n").contains("has no key"));
+        assert!(bad("[edge]\nkey = \"01\"\nfields = []\n").contains("fields is empty"));
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\ncontent_types = [\"text/xml\"]\n")
+                .contains("not supported")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nuris = [\"api\"]\n")
+                .contains("must start with")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nmax_body_bytes = 2000000\n")
+                .contains("max_body_bytes")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nfeilds = 1\n").contains("unknown field")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [{ name = \"$.a\" }]\n").contains("exactly one")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"$.a[\"]\n").contains("invalid field selector")
+        );
+    }
+}
