@@ -1,0 +1,544 @@
+//! The edge encryptor's behaviour, one test per rule, decrypting what it forwards with the demo
+//! private key.
+
+use base64::Engine;
+use fle_edge_encryptor::{EdgeEncryptor, Outcome, JSON_VALUE_TAG};
+use fle_shared::{backend, Backend, OaepPrivateKey, ScanItem};
+use serde_json::{json, Value};
+
+const DEMO_PRIVATE: &str = include_str!("../../keys/demo-01.key.pem");
+const REFERENCE_FIELDS: &str = r#"["fname", "lname", "email", "ssn", "dob", "phone"]"#;
+
+fn edge_with(extra: &str, backend: &dyn Backend) -> EdgeEncryptor {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let toml = format!(
+        "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
+         [[keys]]\nid = \"02\"\npublic_key = \"tests/fixtures/keys/rsa-3072.pub.pem\"\n\
+         [edge]\nkey = \"01\"\n{extra}"
+    );
+    EdgeEncryptor::from_toml_str(&toml, &dir, backend).unwrap()
+}
+
+fn make_edge(extra: &str) -> EdgeEncryptor {
+    edge_with(extra, backend::default_backend())
+}
+
+fn reference_edge() -> EdgeEncryptor {
+    make_edge(&format!("fields = {REFERENCE_FIELDS}\n"))
+}
+
+fn event(method: &str, content_type: Option<&str>, body: &str, base64: bool) -> Value {
+    let mut headers = json!({"host": [{"key": "Host", "value": "api.example.com"}]});
+    if let Some(ct) = content_type {
+        headers["content-type"] = json!([{"key": "Content-Type", "value": ct}]);
+    }
+    let (encoding, data) = if base64 {
+        (
+            "base64",
+            base64::engine::general_purpose::STANDARD.encode(body),
+        )
+    } else {
+        ("text", body.to_owned())
+    };
+    json!({"Records": [{"cf": {
+        "config": {"distributionId": "EDFDVBD6EXAMPLE", "eventType": "origin-request", "requestId": "r-1"},
+        "request": {
+            "clientIp": "203.0.113.178",
+            "method": method,
+            "uri": "/api/people",
+            "querystring": "a=1",
+            "headers": headers,
+            "origin": {"custom": {"domainName": "origin.example.com", "port": 443, "protocol": "https"}},
+            "body": {"inputTruncated": false, "action": "read-only", "encoding": encoding, "data": data}
+        }
+    }}]})
+}
+
+fn json_event(body: &str) -> Value {
+    event("POST", Some("application/json"), body, true)
+}
+
+/// Decrypts every envelope in `text` with the demo key (key 01) and the 3072 fixture (key 02).
+fn decrypt_all(edge: &EdgeEncryptor, text: &str) -> Vec<Vec<u8>> {
+    let k01 = OaepPrivateKey::from_pem(DEMO_PRIVATE).unwrap();
+    let k02 = OaepPrivateKey::from_pem(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/keys/rsa-3072.key.pem"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    edge.keyring()
+        .scanner()
+        .scan_str(text)
+        .map(|item| match item {
+            ScanItem::Envelope(f) => {
+                let key = if f.key.as_str() == "01" { &k01 } else { &k02 };
+                key.decrypt_envelope(&f.envelope)
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec()
+            }
+            ScanItem::Malformed(m) => panic!("malformed envelope {m:?}"),
+        })
+        .collect()
+}
+
+fn forwarded(outcome: Outcome) -> (Value, usize) {
+    match outcome {
+        Outcome::Forward { request, encrypted } => (request, encrypted),
+        Outcome::Respond { rejection, .. } => panic!("rejected: {rejection:?}"),
+    }
+}
+
+fn rejected(outcome: Outcome) -> (u16, &'static str, Value) {
+    match outcome {
+        Outcome::Respond {
+            response,
+            rejection,
+        } => {
+            // A valid Lambda@Edge generated response with a small JSON body.
+            assert_eq!(response["status"], rejection.status.to_string());
+            assert!(response["statusDescription"].is_string());
+            assert_eq!(
+                response["headers"]["content-type"][0]["value"],
+                "application/json"
+            );
+            let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+            assert_eq!(body["error"], rejection.code);
+            (rejection.status, rejection.code, response)
+        }
+        Outcome::Forward { .. } => panic!("forwarded"),
+    }
+}
+
+const PEOPLE: &str = r#"[
+  {"fname": "Jo \"JJ\"", "lname": "O'Neil", "email": "jo@example.com", "ssn": "123-45-6789", "dob": "1990-04-01", "phone": "+1 555 0100", "plan": "gold", "score": 1.50e+2},
+  {"fname": "Ana", "lname": "Núñez ✓", "email": "ana@example.com", "ssn": "987-65-4321", "dob": "1985-12-31", "phone": "+34 600 000 000"},
+  {"fname": "Li", "lname": "Wei", "email": "li@example.com", "ssn": "111-22-3333", "dob": "2000-01-01", "phone": "+86 10 0000 0000"}
+]"#;
+
+#[test]
+fn reference_event_is_encrypted_and_decrypts_back_with_both_backends() {
+    for backend in backend::all_backends() {
+        let edge = edge_with(&format!("fields = {REFERENCE_FIELDS}\n"), backend);
+        let input = json_event(PEOPLE);
+        let (request, encrypted) = forwarded(edge.handle_event(&input));
+        assert_eq!(encrypted, 18);
+        let body = &request["body"];
+        assert_eq!(body["action"], "replace");
+        assert_eq!(body["encoding"], "text");
+        let text = body["data"].as_str().unwrap();
+        for secret in [
+            "123-45-6789",
+            "O'Neil",
+            "jo@example.com",
+            "Núñez",
+            "+1 555 0100",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
+        // Everything but the encrypted values is byte for byte the same.
+        assert!(text.contains(r#""plan": "gold", "score": 1.50e+2}"#));
+        assert!(text.starts_with("[\n  {\"fname\": \"#01#"));
+        // Every other request field is untouched.
+        let original = &input["Records"][0]["cf"]["request"];
+        for field in [
+            "clientIp",
+            "method",
+            "uri",
+            "querystring",
+            "headers",
+            "origin",
+        ] {
+            assert_eq!(request[field], original[field], "{field}");
+        }
+        let plain: Vec<String> = decrypt_all(&edge, text)
+            .into_iter()
+            .map(|b| String::from_utf8(b).unwrap())
+            .collect();
+        assert_eq!(plain[0], "Jo \"JJ\"");
+        assert_eq!(plain[7], "Núñez ✓");
+        assert_eq!(plain.len(), 18);
+        // Splicing the JSON-escaped plaintext back yields the original document.
+        let mut restored = String::new();
+        let mut last = 0;
+        for (item, p) in edge.keyring().scanner().scan_str(text).zip(&plain) {
+            let span = item.span();
+            restored.push_str(&text[last..span.start]);
+            let quoted = serde_json::to_string(p).unwrap();
+            restored.push_str(&quoted[1..quoted.len() - 1]);
+            last = span.end;
+        }
+        restored.push_str(&text[last..]);
+        let a: Value = serde_json::from_str(&restored).unwrap();
+        let b: Value = serde_json::from_str(PEOPLE).unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn text_encoding_and_form_bodies() {
+    let edge = reference_edge();
+    let (request, n) = forwarded(edge.handle_event(&event(
+        "POST",
+        Some("application/json"),
+        r#"{"ssn":"1"}"#,
+        false,
+    )));
+    assert_eq!(n, 1);
+    assert_eq!(
+        decrypt_all(&edge, request["body"]["data"].as_str().unwrap()),
+        vec![b"1".to_vec()]
+    );
+
+    let form = "fname=Jo+%22JJ%22&plan=gold&ssn=123-45-6789&empty=&flag&email=a%40b.c";
+    let ev = event(
+        "POST",
+        Some("application/x-www-form-urlencoded; charset=UTF-8"),
+        form,
+        true,
+    );
+    let (request, n) = forwarded(edge.handle_event(&ev));
+    assert_eq!(n, 3);
+    let out = request["body"]["data"].as_str().unwrap();
+    assert!(
+        out.contains("&plan=gold&ssn=%2301%23") && out.contains("&empty=&flag&email=%2301%23"),
+        "{out}"
+    );
+    assert!(!out.contains("6789") && !out.contains('#') && !out.contains('+'));
+    // Decode the form and decrypt.
+    let decoded: Vec<(String, String)> = out
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(n, v)| {
+            (
+                n.to_owned(),
+                v.replace("%23", "#")
+                    .replace("%2B", "+")
+                    .replace("%2F", "/")
+                    .replace("%3D", "="),
+            )
+        })
+        .collect();
+    let values: Vec<Vec<u8>> = decoded
+        .iter()
+        .flat_map(|(_, v)| decrypt_all(&edge, v))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            b"Jo \"JJ\"".to_vec(),
+            b"123-45-6789".to_vec(),
+            b"a@b.c".to_vec()
+        ]
+    );
+}
+
+#[test]
+fn truncated_input_is_413_never_forwarded() {
+    let edge = reference_edge();
+    let mut ev = json_event(r#"{"ssn": "123-45-6789"#);
+    ev["Records"][0]["cf"]["request"]["body"]["inputTruncated"] = json!(true);
+    let (status, code, response) = rejected(edge.handle_event(&ev));
+    assert_eq!((status, code), (413, "input_truncated"));
+    assert!(!response.to_string().contains("6789"));
+}
+
+#[test]
+fn unparseable_bodies_and_content_types() {
+    let edge = reference_edge();
+    for bad in [
+        r#"{"ssn": "1",}"#,
+        r#"{"ssn": "1"} x"#,
+        r#"{"ssn": '1'}"#,
+        r#"{"ssn": NaN}"#,
+        r#"{"ssn": "\ud800"}"#,
+        "{\"ssn\": \"a\u{1}b\"}",
+        r#"{"ssn": 01}"#,
+        r#"// c
+{}"#,
+        "",
+        "[",
+    ] {
+        if bad.is_empty() {
+            continue; // an empty body has nothing to encrypt: forwarded (tested below)
+        }
+        let (status, code, response) = rejected(edge.handle_event(&json_event(bad)));
+        assert_eq!((status, code), (400, "invalid_body"), "{bad}");
+        assert!(!response["body"].as_str().unwrap().contains("ssn\": "));
+    }
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    assert_eq!(
+        rejected(edge.handle_event(&json_event(&deep))).1,
+        "invalid_body"
+    );
+    let not_utf8 = {
+        let mut ev = json_event("");
+        ev["Records"][0]["cf"]["request"]["body"]["data"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(b"{\"ssn\":\"\xff\"}"));
+        ev
+    };
+    assert_eq!(rejected(edge.handle_event(&not_utf8)).1, "invalid_body");
+
+    for ct in [None, Some("text/plain"), Some("application/xml")] {
+        let (status, code, _) =
+            rejected(edge.handle_event(&event("POST", ct, r#"{"ssn":"1"}"#, true)));
+        assert_eq!((status, code), (415, "unsupported_content_type"), "{ct:?}");
+    }
+    let latin1 = event(
+        "POST",
+        Some("application/json; charset=iso-8859-1"),
+        r#"{"ssn":"1"}"#,
+        true,
+    );
+    assert_eq!(rejected(edge.handle_event(&latin1)).0, 415);
+
+    // The pass policy forwards them unchanged.
+    let pass = make_edge(&format!(
+        "fields = {REFERENCE_FIELDS}\non_unparseable = \"pass\"\n"
+    ));
+    let ev = event("POST", Some("text/plain"), "ssn is 1", true);
+    let (request, n) = forwarded(pass.handle_event(&ev));
+    assert_eq!((n, &request), (0, &ev["Records"][0]["cf"]["request"]));
+    let ev = json_event(r#"{"ssn": "1",}"#);
+    assert_eq!(
+        forwarded(pass.handle_event(&ev)).0,
+        ev["Records"][0]["cf"]["request"]
+    );
+    // But a charset it cannot encrypt is never passed through.
+    assert_eq!(rejected(pass.handle_event(&latin1)).0, 415);
+}
+
+#[test]
+fn value_over_the_limit_is_413_naming_the_field() {
+    let edge = reference_edge();
+    let long = "x".repeat(191);
+    let (status, code, response) = rejected(edge.handle_event(&json_event(&format!(
+        r#"{{"people": [{{"email": "{long}"}}]}}"#
+    ))));
+    assert_eq!((status, code), (413, "field_too_long"));
+    let message = response["body"].as_str().unwrap();
+    assert!(
+        message.contains("$.people[0].email") && message.contains("190"),
+        "{message}"
+    );
+    assert!(!message.contains("xxxx"));
+    // 190 bytes is fine; 189 ASCII + a 2-byte character is not.
+    forwarded(edge.handle_event(&json_event(&format!(
+        r#"{{"email": "{}"}}"#,
+        "x".repeat(190)
+    ))));
+    let straddle = format!(r#"{{"email": "{}é"}}"#, "x".repeat(189));
+    assert_eq!(rejected(edge.handle_event(&json_event(&straddle))).0, 413);
+    // Key 02 (RSA-3072) takes 318 bytes.
+    let k02 = make_edge(&format!(
+        "fields = [{{ name = \"email\", key = \"02\" }}]\n"
+    ));
+    forwarded(k02.handle_event(&json_event(&format!(
+        r#"{{"email": "{}"}}"#,
+        "x".repeat(318)
+    ))));
+}
+
+#[test]
+fn marker_injection_is_rejected_anywhere_or_neutralised() {
+    let edge = reference_edge();
+    let (captured, _) = forwarded(edge.handle_event(&json_event(r#"{"ssn": "123-45-6789"}"#)));
+    let envelope = captured["body"]["data"].as_str().unwrap()[9..361].to_owned();
+    assert!(envelope.starts_with("#01#") && envelope.ends_with("#10#"));
+
+    let attacks = [
+        format!(r#"{{"comment": "{envelope}"}}"#), // an unencrypted field
+        format!(r#"{{"ssn": "{envelope}"}}"#),     // an encrypted field
+        format!(r#"{{"{envelope}": "x"}}"#),       // a member name
+        format!(r#"{{"a": {{"b": ["x", "see {envelope} here"]}}}}"#), // nested, inside text
+        r#"{"comment": "\u002301#abc"}"#.to_owned(), // escaped prefix
+        r##"{"note": "#02#"}"##.to_owned(),        // another key's prefix
+    ];
+    for attack in &attacks {
+        let (status, code, response) = rejected(edge.handle_event(&json_event(attack)));
+        assert_eq!((status, code), (400, "marker_injection"), "{attack}");
+        assert!(!response.to_string().contains(&envelope[4..40]));
+    }
+    let form = format!(
+        "comment={}",
+        envelope
+            .replace('#', "%23")
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    );
+    let ev = event(
+        "POST",
+        Some("application/x-www-form-urlencoded"),
+        &form,
+        true,
+    );
+    assert_eq!(rejected(edge.handle_event(&ev)).1, "marker_injection");
+
+    // Neutralised: the text survives but is no envelope any more.
+    let neutral = make_edge(&format!(
+        "fields = {REFERENCE_FIELDS}\non_marker = \"neutralise\"\n"
+    ));
+    for (i, attack) in attacks.iter().enumerate() {
+        if i == 1 {
+            // In an encrypted field, the neutralised envelope is too long to encrypt.
+            assert_eq!(
+                rejected(neutral.handle_event(&json_event(attack))).1,
+                "field_too_long"
+            );
+            continue;
+        }
+        let (request, _) = forwarded(neutral.handle_event(&json_event(attack)));
+        let text = request["body"]["data"].as_str().unwrap();
+        serde_json::from_str::<Value>(text).unwrap();
+        let decrypted = decrypt_all(&neutral, text);
+        assert!(
+            decrypted
+                .iter()
+                .all(|p| !neutral.keyring().scanner().contains_prefix(p)),
+            "{attack}"
+        );
+        // Scanning the forwarded text finds only envelopes the edge made itself.
+        assert!(decrypted.len() <= 1, "{attack}: {text}");
+    }
+    let ev = event(
+        "POST",
+        Some("application/x-www-form-urlencoded"),
+        &form,
+        true,
+    );
+    let (request, _) = forwarded(neutral.handle_event(&ev));
+    assert!(request["body"]["data"]
+        .as_str()
+        .unwrap()
+        .starts_with("comment=%23%E2%81%A001%23"));
+}
+
+#[test]
+fn non_string_values_are_encrypted_as_tagged_json() {
+    let edge = make_edge("fields = [\"age\", \"vip\", \"none\", \"card\", \"tags\"]\n");
+    let body = r#"{"age": 42, "vip": true, "none": null, "card": {"number": "4111 1111", "exp": [12, 2030]}, "tags": [ "a" , 1.5e3 ], "keep": 7}"#;
+    let (request, n) = forwarded(edge.handle_event(&json_event(body)));
+    assert_eq!(n, 5);
+    let text = request["body"]["data"].as_str().unwrap();
+    assert!(text.ends_with(r#""keep": 7}"#));
+    let tag = char::from(JSON_VALUE_TAG);
+    let plain: Vec<String> = decrypt_all(&edge, text)
+        .into_iter()
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(
+        plain,
+        [
+            format!("{tag}42"),
+            format!("{tag}true"),
+            format!("{tag}null"),
+            format!(r#"{tag}{{"number":"4111 1111","exp":[12,2030]}}"#),
+            format!(r#"{tag}["a",1.5e3]"#),
+        ]
+    );
+    // A string that starts with the tag would be ambiguous: refused.
+    let (status, code, _) = rejected(edge.handle_event(&json_event(r#"{"age": "\u0000 42"}"#)));
+    assert_eq!((status, code), (400, "reserved_value"));
+}
+
+#[test]
+fn paths_wildcards_and_keys_per_field() {
+    let edge = make_edge("fields = [\"$.customers[*].card.number\", { path = \"$.customers[0].name\", key = \"02\" }, \"$['odd key'].*\"]\n");
+    let body = r#"{"customers": [{"name": "A", "card": {"number": "4111", "cvv": "1"}}, {"name": "B", "card": {"number": "4222"}}], "card": {"number": "not me"}, "odd key": {"x": "1", "y": 2}}"#;
+    let (request, n) = forwarded(edge.handle_event(&json_event(body)));
+    assert_eq!(n, 5);
+    let text = request["body"]["data"].as_str().unwrap();
+    assert!(text.contains(r#""card": {"number": "not me"}"#) && text.contains(r#""cvv": "1""#));
+    let found: Vec<String> = edge
+        .keyring()
+        .scanner()
+        .scan_str(text)
+        .map(|i| match i {
+            ScanItem::Envelope(f) => f.key.to_string(),
+            ScanItem::Malformed(_) => panic!(),
+        })
+        .collect();
+    assert_eq!(found, ["02", "01", "01", "01", "01"]);
+    let plain = decrypt_all(&edge, text);
+    assert_eq!(plain[0], b"A");
+    assert_eq!(plain[1], b"4111");
+    assert_eq!(plain[2], b"4222");
+    assert_eq!(plain[4], [&[JSON_VALUE_TAG][..], b"2"].concat());
+}
+
+#[test]
+fn methods_uris_and_missing_bodies() {
+    let edge = make_edge(&format!(
+        "fields = {REFERENCE_FIELDS}\nmethods = [\"POST\"]\nuris = [\"/api/*\"]\n"
+    ));
+    // Not covered: forwarded untouched, even with a plaintext field.
+    let get = event("GET", Some("application/json"), r#"{"ssn":"1"}"#, true);
+    assert_eq!(
+        forwarded(edge.handle_event(&get)).0,
+        get["Records"][0]["cf"]["request"]
+    );
+    let mut other = json_event(r#"{"ssn":"1"}"#);
+    other["Records"][0]["cf"]["request"]["uri"] = json!("/public");
+    assert_eq!(forwarded(edge.handle_event(&other)).1, 0);
+
+    // Covered, empty body: nothing to do.
+    let (request, n) = forwarded(edge.handle_event(&json_event("")));
+    assert_eq!(
+        (n, request["body"]["action"].as_str()),
+        (0, Some("read-only"))
+    );
+
+    // Covered, body not included in the event although the request has one: fail closed.
+    let mut hidden = json_event("");
+    let req = &mut hidden["Records"][0]["cf"]["request"];
+    req.as_object_mut().unwrap().remove("body");
+    req["headers"]["content-length"] = json!([{"key": "Content-Length", "value": "42"}]);
+    assert_eq!(
+        rejected(edge.handle_event(&hidden)),
+        (
+            500,
+            "body_not_visible",
+            rejected(edge.handle_event(&hidden)).2
+        )
+    );
+    hidden["Records"][0]["cf"]["request"]["headers"]["content-length"] =
+        json!([{"key": "Content-Length", "value": "0"}]);
+    forwarded(edge.handle_event(&hidden));
+
+    // Not an event at all.
+    assert_eq!(
+        rejected(edge.handle_event(&json!({"hello": 1}))).1,
+        "invalid_event"
+    );
+}
+
+#[test]
+fn result_over_the_body_limit_is_413() {
+    let edge = make_edge(&format!(
+        "fields = {REFERENCE_FIELDS}\nmax_body_bytes = 1500\n"
+    ));
+    let five: Vec<String> = (0..5).map(|i| format!(r#"{{"ssn": "{i}"}}"#)).collect();
+    let body = format!("[{}]", five.join(","));
+    assert!(body.len() < 1500);
+    let (status, code, response) = rejected(edge.handle_event(&json_event(&body)));
+    assert_eq!((status, code), (413, "body_too_large"));
+    assert!(response["body"].as_str().unwrap().contains("1500"));
+    forwarded(edge.handle_event(&json_event(&format!("[{}]", five[..4].join(",")))));
+}
+
+#[test]
+fn unicode_escapes_are_decoded_before_encryption() {
+    let edge = reference_edge();
+    let (request, _) = forwarded(edge.handle_event(&json_event(
+        r#"{"fname": "J\u00f6 \ud83e\udd80 \"q\" \\ \/ \n"}"#,
+    )));
+    let plain = decrypt_all(&edge, request["body"]["data"].as_str().unwrap());
+    assert_eq!(
+        String::from_utf8(plain[0].clone()).unwrap(),
+        "Jö 🦀 \"q\" \\ / \n"
+    );
+}
