@@ -3,20 +3,24 @@
 use std::io::Write;
 
 use anyhow::{bail, Context};
-use fle_shared::{
-    backend, FieldEncryptor, KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey, ScanItem,
-};
+use base64::Engine;
+use fle_edge_encryptor::{EdgeConfig, EdgeEncryptor, Outcome, JSON_VALUE_TAG};
+use fle_shared::{KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey, ScanItem};
 use serde_json::Value;
+
+use crate::BackendChoice;
 
 /// The demo private key. **Demo only**: published in the repository, so it protects nothing.
 const DEMO_PRIVATE_KEY_PEM: &str = include_str!("../keys/demo-01.key.pem");
 
-/// The sample record: a person as the reference design's edge function receives it. The first
-/// name holds quotes, which broke the reference design's decryption.
-const SAMPLE_RECORD: &str = r#"{"fname":"Jo \"JJ\"","lname":"O'Neil","email":"jo.oneil@example.com","ssn":"123-45-6789","dob":"1990-04-01","phone":"+1 555 0100","plan":"gold"}"#;
+/// A CloudFront origin-request event: 3 persons, the reference design's 6 fields each.
+const SAMPLE_EVENT: &str = include_str!("../tests/fixtures/events/reference-3x6.json");
 
-/// The fields the demo encrypts (the reference design's six).
-const FIELDS: [&str; 6] = ["fname", "lname", "email", "ssn", "dob", "phone"];
+/// The edge configuration of the reference design.
+const DEMO_CONFIG: &str = r#"[edge]
+key = "01"
+fields = ["fname", "lname", "email", "ssn", "dob", "phone"]
+"#;
 
 /// Options of `fle demo`.
 #[derive(clap::Args)]
@@ -26,64 +30,63 @@ pub struct DemoArgs {
     backend: BackendChoice,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum BackendChoice {
-    /// aws-lc-rs (native, fast).
-    AwsLc,
-    /// RustCrypto `rsa` (pure Rust, as on wasm32 without a host).
-    Rustcrypto,
-}
-
 /// Runs the demo, writing a readable report to `out`.
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let backend: &dyn fle_shared::Backend = match args.backend {
-        BackendChoice::AwsLc => &backend::aws_lc::AwsLcBackend,
-        BackendChoice::Rustcrypto => &backend::rustcrypto::RustCryptoBackend,
-    };
+    let backend = args.backend.backend();
     let public =
         RsaPublicKey::from_pem(fle_shared::demo::DEMO_PUBLIC_KEY_PEM).context("demo public key")?;
     let keyring = Keyring::new(vec![KeyEntry::new(
         fle_shared::demo::DEMO_KEY_ID.parse()?,
         public,
     )])?;
-    let encryptor = FieldEncryptor::new(&keyring, backend)?;
-    let key = encryptor
-        .key_str(fle_shared::demo::DEMO_KEY_ID)
-        .context("demo key missing")?;
+    let edge = EdgeEncryptor::new(keyring, EdgeConfig::from_toml_str(DEMO_CONFIG)?, backend)?;
+    let event: Value = serde_json::from_str(SAMPLE_EVENT)?;
+    let data = event["Records"][0]["cf"]["request"]["body"]["data"]
+        .as_str()
+        .unwrap_or_default();
+    let original = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data)?)?;
 
     writeln!(
         out,
-        "fle demo: key {} (DEMO ONLY, RSA-2048), backend {}",
-        key.id(),
+        "fle demo: key 01 (DEMO ONLY, RSA-2048), backend {}",
         backend.name()
     )?;
-    writeln!(out, "\n1. Plaintext record:\n{SAMPLE_RECORD}")?;
+    writeln!(out, "\n1. CloudFront origin-request body, as the viewer sent it (base64 in the event):\n{original}")?;
 
-    // Encrypt the six fields of the record.
-    let mut record: Value = serde_json::from_str(SAMPLE_RECORD)?;
-    let Value::Object(map) = &mut record else {
-        bail!("sample record is not an object");
+    let Outcome::Forward { request, encrypted } = edge.handle_event(&event) else {
+        bail!("the edge refused the sample event");
     };
-    for field in FIELDS {
-        if let Some(Value::String(value)) = map.get_mut(field) {
-            let mut envelope = String::with_capacity(key.envelope_len());
-            key.encrypt_into(field, value.as_bytes(), &mut envelope)?;
-            *value = envelope;
-        }
-    }
-    let encrypted = serde_json::to_string_pretty(&record)?;
     writeln!(
         out,
-        "\n2. Encrypted with RSA-OAEP-SHA256, envelopes #01#...#10#:\n{encrypted}"
+        "\n2. The request the edge forwards to the origin ({encrypted} values encrypted with RSA-OAEP-SHA256):\n{}",
+        serde_json::to_string_pretty(&request)?
     )?;
 
-    // Decrypt: find every envelope, decrypt with the demo private key, splice the plaintext back
-    // escaped as JSON string content (the reference design pasted it raw, breaking the JSON).
+    let body = request["body"]["data"].as_str().context("forwarded body")?;
     let private = OaepPrivateKey::from_pem(DEMO_PRIVATE_KEY_PEM).context("demo private key")?;
-    let mut decrypted = String::with_capacity(encrypted.len());
+    let decrypted = decrypt_json(edge.keyring(), &private, body)?;
+    writeln!(
+        out,
+        "\n3. Its body decrypted back with the demo private key:\n{decrypted}"
+    )?;
+
+    if decrypted != original {
+        bail!("round trip changed the body");
+    }
+    writeln!(
+        out,
+        "\nRound trip OK: the decrypted body is byte for byte the body the viewer sent."
+    )?;
+    Ok(())
+}
+
+/// Replaces each envelope in a JSON text with its plaintext: re-escaped as JSON string content,
+/// or, for values the edge encrypted from another JSON type, the JSON value in place of the string.
+/// (The KMS decryptor library will do this for real services.)
+fn decrypt_json(keyring: &Keyring, private: &OaepPrivateKey, text: &str) -> anyhow::Result<String> {
+    let mut result = String::with_capacity(text.len());
     let mut last = 0;
-    let mut count = 0;
-    for item in keyring.scanner().scan_str(&encrypted) {
+    for item in keyring.scanner().scan_str(text) {
         let found = match item {
             ScanItem::Envelope(found) => found,
             ScanItem::Malformed(bad) => {
@@ -91,30 +94,22 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         };
         let plaintext = private.decrypt_envelope(&found.envelope)?;
-        let text = plaintext.as_str().context("decrypted value is not UTF-8")?;
-        let quoted = serde_json::to_string(text)?;
-        decrypted.push_str(&encrypted[last..found.span.start]);
-        decrypted.push_str(&quoted[1..quoted.len() - 1]);
-        last = found.span.end;
-        count += 1;
+        let value = plaintext.as_str().context("decrypted value is not UTF-8")?;
+        let (start, end) = (found.span.start, found.span.end);
+        if let Some(json) = value.strip_prefix(char::from(JSON_VALUE_TAG)) {
+            serde_json::from_str::<Value>(json).context("decrypted JSON value")?;
+            result.push_str(&text[last..start - 1]);
+            result.push_str(json);
+            last = end + 1;
+        } else {
+            let quoted = serde_json::to_string(value)?;
+            result.push_str(&text[last..start]);
+            result.push_str(&quoted[1..quoted.len() - 1]);
+            last = end;
+        }
     }
-    decrypted.push_str(&encrypted[last..]);
-    writeln!(
-        out,
-        "\n3. Decrypted back with the demo private key ({count} envelopes):\n{decrypted}"
-    )?;
-
-    let original: Value = serde_json::from_str(SAMPLE_RECORD)?;
-    let round_trip: Value =
-        serde_json::from_str(&decrypted).context("decrypted text is not valid JSON")?;
-    if original != round_trip {
-        bail!("round trip changed the record");
-    }
-    writeln!(
-        out,
-        "\nRound trip OK: the decrypted record equals the original."
-    )?;
-    Ok(())
+    result.push_str(&text[last..]);
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -127,9 +122,13 @@ mod tests {
             let mut out = Vec::new();
             run(&DemoArgs { backend }, &mut out).unwrap();
             let text = String::from_utf8(out).unwrap();
-            assert!(text.contains("6 envelopes"), "{text}");
+            assert!(text.contains("18 values encrypted"), "{text}");
             assert!(text.contains("Round trip OK"));
-            assert_eq!(text.matches("\"#01#").count(), 6, "six encrypted values");
+            assert_eq!(
+                text.matches("\\\"#01#").count(),
+                18,
+                "eighteen envelopes in the forwarded body"
+            );
         }
     }
 }

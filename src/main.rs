@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod edge_cmd;
 
 use std::process::ExitCode;
 
@@ -18,22 +19,71 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Encrypt a sample record with the built-in demo key, then decrypt it back (no AWS, no network).
+    /// Encrypt a sample CloudFront event with the built-in demo key, then decrypt it back (no AWS, no network).
     ///
     /// Example: fle demo --backend rustcrypto
     Demo(demo::DemoArgs),
+    /// Encrypt CloudFront origin-request events: JSON Lines on stdin, one result per line on stdout.
+    ///
+    /// Each output line is the request to forward or, when the edge refuses the request, the generated
+    /// response (with its "status").
+    ///
+    /// Examples:
+    ///   fle encrypt-event --config fle.toml < events.jsonl
+    ///   fle encrypt-event --public-key keys/demo-01.pub.pem --fields fname,ssn < events.jsonl
+    #[command(verbatim_doc_comment)]
+    EncryptEvent(edge_cmd::EncryptEventArgs),
+    /// Encrypt the configured fields of one request body: stdin to stdout.
+    ///
+    /// Examples:
+    ///   echo '{"ssn":"123-45-6789"}' | fle encrypt --public-key keys/demo-01.pub.pem --fields ssn
+    ///   fle encrypt --config fle.toml --content-type application/x-www-form-urlencoded < form.txt
+    #[command(verbatim_doc_comment)]
+    Encrypt(edge_cmd::EncryptArgs),
+}
+
+/// A crypto backend, by name.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// aws-lc-rs (native, fast).
+    AwsLc,
+    /// RustCrypto `rsa` (pure Rust, as on wasm32 without a host).
+    Rustcrypto,
+}
+
+impl BackendChoice {
+    /// The backend this names.
+    pub fn backend(self) -> &'static dyn fle_shared::Backend {
+        edge_cmd::backend_for(self)
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, &mut std::io::stdout().lock()),
+        Command::EncryptEvent(args) => edge_cmd::encrypt_event(
+            &args,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )
+        .map(|_| ()),
+        Command::Encrypt(args) => edge_cmd::encrypt(
+            &args,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fle: {e:#}");
-            ExitCode::FAILURE
+            // 1: the input was refused; 2: bad usage, configuration or I/O.
+            if e.downcast_ref::<fle_edge_encryptor::BodyError>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

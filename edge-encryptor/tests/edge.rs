@@ -333,9 +333,10 @@ fn value_over_the_limit_is_413_naming_the_field() {
     let straddle = format!(r#"{{"email": "{}é"}}"#, "x".repeat(189));
     assert_eq!(rejected(edge.handle_event(&json_event(&straddle))).0, 413);
     // Key 02 (RSA-3072) takes 318 bytes.
-    let k02 = make_edge(&format!(
-        "fields = [{{ name = \"email\", key = \"02\" }}]\n"
-    ));
+    let k02 = make_edge(
+        "fields = [{ name = \"email\", key = \"02\" }]
+",
+    );
     forwarded(k02.handle_event(&json_event(&format!(
         r#"{{"email": "{}"}}"#,
         "x".repeat(318)
