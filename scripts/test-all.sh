@@ -5,6 +5,7 @@
 #
 # Installs (when missing): rustfmt, clippy, the wasm32-unknown-unknown target, the openssl
 # command line and libssl-dev (Debian packages, for OpenSSL interop and the benchmark baseline),
+# Node.js (runs the Lambda@Edge package in the tests),
 # a Python virtualenv with pyca/cryptography (Python interop), and cargo-deny. Then: format,
 # clippy (native and wasm32), docs, cargo-deny, the wasm32 build, doc tests, and every test.
 set -euo pipefail
@@ -18,12 +19,13 @@ step "Rust toolchain: rustfmt, clippy, wasm32-unknown-unknown"
 rustup component add rustfmt clippy
 rustup target add wasm32-unknown-unknown
 
-step "System packages: openssl, libssl-dev, pkg-config"
+step "System packages: openssl, libssl-dev, pkg-config, node"
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
+command -v node >/dev/null || missing+=(nodejs)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
@@ -52,10 +54,12 @@ cargo fmt --all -- --check
 step "Clippy (native, all targets)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Clippy and build (wasm32-unknown-unknown, pure-Rust backend)"
+step "Clippy and build (wasm32-unknown-unknown: fle-shared pure Rust, the Lambda@Edge module)"
 wasm_args=(-p fle-shared --target wasm32-unknown-unknown --no-default-features --features rustcrypto --locked)
 cargo clippy "${wasm_args[@]}" -- -D warnings
 cargo build "${wasm_args[@]}" --release
+cargo clippy -p fle-edge-wasm --target wasm32-unknown-unknown --locked -- -D warnings
+cargo build -p fle-edge-wasm --target wasm32-unknown-unknown --locked --release
 
 step "Docs (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -40,6 +40,10 @@ enum Command {
     ///   fle encrypt --config fle.toml --content-type application/x-www-form-urlencoded < form.txt
     #[command(verbatim_doc_comment)]
     Encrypt(edge_cmd::EncryptArgs),
+    /// Print a configuration validated and self-contained (public keys inline), as the Lambda@Edge package embeds it.
+    ///
+    /// Example: fle bundle-config --config fle.toml > bundled.toml
+    BundleConfig(edge_cmd::BundleConfigArgs),
 }
 
 /// A crypto backend, by name.
@@ -73,6 +77,9 @@ fn main() -> ExitCode {
             &mut std::io::stdin().lock(),
             &mut std::io::stdout().lock(),
         ),
+        Command::BundleConfig(args) => {
+            edge_cmd::bundle_config(&args, &mut std::io::stdout().lock())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -239,6 +239,13 @@ impl RsaPublicKey {
         }
     }
 
+    /// The key as a PEM `PUBLIC KEY` block (LF line endings).
+    pub fn to_pem(&self) -> String {
+        // Encoding a DER we parsed ourselves cannot fail; an empty string would fail to load.
+        pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &self.spki_der)
+            .unwrap_or_default()
+    }
+
     /// The DER SubjectPublicKeyInfo.
     pub fn spki_der(&self) -> &[u8] {
         &self.spki_der

@@ -44,8 +44,9 @@ pub trait EncryptionKey: Send + Sync + fmt::Debug {
     fn encrypt(&self, plaintext: &[u8], out: &mut [u8]) -> Result<(), BackendError>;
 }
 
-/// Checks the arguments of [`EncryptionKey::encrypt`]; backends call it first.
-pub(crate) fn check_encrypt_args(
+/// Checks the arguments of [`EncryptionKey::encrypt`] (output exactly modulus-sized, plaintext
+/// within the limit); every backend calls it first, including backends outside this crate.
+pub fn check_encrypt_args(
     modulus_len: usize,
     plaintext: &[u8],
     out: &[u8],

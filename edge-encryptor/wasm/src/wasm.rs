@@ -1,0 +1,188 @@
+//! The wasm boundary: the one module of fle with `unsafe` code. Each block says why it is sound.
+
+use std::cell::RefCell;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use fle_edge_encryptor::EdgeEncryptor;
+use fle_shared::backend::{check_encrypt_args, rustcrypto::RustCryptoBackend};
+use fle_shared::{Backend, BackendError, EncryptionKey, RsaPublicKey};
+
+const HOST_BACKEND: &str = "node-crypto";
+
+#[link(wasm_import_module = "fle_host")]
+extern "C" {
+    fn load_public_key(der_ptr: *const u8, der_len: usize) -> i32;
+    fn rsa_oaep_sha256_encrypt(
+        key: i32,
+        in_ptr: *const u8,
+        in_len: usize,
+        out_ptr: *mut u8,
+        out_len: usize,
+    ) -> i32;
+    fn random_fill(ptr: *mut u8, len: usize) -> i32;
+}
+
+fn host_random(buf: &mut [u8]) -> Result<(), getrandom::Error> {
+    // SAFETY: the pointer and length describe `buf`, which is valid for writes for the whole
+    // call; the host writes at most `len` bytes and keeps no reference after returning.
+    let rc = unsafe { random_fill(buf.as_mut_ptr(), buf.len()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(getrandom::Error::from(
+            NonZeroU32::new(getrandom::Error::CUSTOM_START + 1).unwrap_or(NonZeroU32::MIN),
+        ))
+    }
+}
+
+getrandom::register_custom_getrandom!(host_random);
+
+/// RSA-OAEP-SHA256 by the host (Node.js `crypto.publicEncrypt` with a cached `KeyObject`).
+#[derive(Debug)]
+struct HostBackend;
+
+#[derive(Debug)]
+struct HostKey {
+    handle: i32,
+    modulus_len: usize,
+}
+
+impl Backend for HostBackend {
+    fn name(&self) -> &'static str {
+        HOST_BACKEND
+    }
+
+    fn encryption_key(&self, key: &RsaPublicKey) -> Result<Box<dyn EncryptionKey>, BackendError> {
+        let der = key.spki_der();
+        // SAFETY: `der` is a live slice for the whole call; the host copies it and keeps no
+        // reference into our memory.
+        let handle = unsafe { load_public_key(der.as_ptr(), der.len()) };
+        if handle < 0 {
+            return Err(BackendError::KeyRejected {
+                backend: HOST_BACKEND,
+                reason: "the host refused the public key".into(),
+            });
+        }
+        Ok(Box::new(HostKey {
+            handle,
+            modulus_len: key.modulus_len(),
+        }))
+    }
+}
+
+impl EncryptionKey for HostKey {
+    fn modulus_len(&self) -> usize {
+        self.modulus_len
+    }
+
+    fn encrypt(&self, plaintext: &[u8], out: &mut [u8]) -> Result<(), BackendError> {
+        check_encrypt_args(self.modulus_len, plaintext, out)?;
+        // SAFETY: both slices are live for the whole call and do not overlap (one is shared, the
+        // other exclusive); the host reads `plaintext`, writes exactly `out.len()` bytes to `out`
+        // and keeps no reference to either after returning.
+        let rc = unsafe {
+            rsa_oaep_sha256_encrypt(
+                self.handle,
+                plaintext.as_ptr(),
+                plaintext.len(),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(BackendError::Encrypt {
+                backend: HOST_BACKEND,
+            })
+        }
+    }
+}
+
+thread_local! {
+    // wasm32-unknown-unknown runs one thread; the encryptor lives as long as the instance.
+    static EDGE: RefCell<Option<EdgeEncryptor>> = const { RefCell::new(None) };
+}
+
+/// Allocates `len` bytes for the host to fill; ownership passes to whoever frees it.
+#[no_mangle]
+pub extern "C" fn fle_alloc(len: usize) -> *mut u8 {
+    Box::into_raw(vec![0u8; len].into_boxed_slice()).cast::<u8>()
+}
+
+/// Frees a buffer from [`fle_alloc`] or a result.
+///
+/// # Safety
+/// `ptr` and `len` must come from one `fle_alloc(len)` call or one result of `8 + len` bytes,
+/// not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn fle_free(ptr: *mut u8, len: usize) {
+    // SAFETY: per the contract, (ptr, len) is exactly a boxed slice we leaked and still own.
+    drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+}
+
+/// Takes back ownership of an input buffer.
+///
+/// # Safety
+/// As for [`fle_free`].
+unsafe fn take_input(ptr: *mut u8, len: usize) -> Box<[u8]> {
+    // SAFETY: forwarded contract of the exported caller.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }
+}
+
+fn result(status: u32, message: &[u8]) -> *mut u8 {
+    let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+    let mut buf = Vec::with_capacity(8 + message.len());
+    buf.extend_from_slice(&status.to_le_bytes());
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&message[..len as usize]);
+    Box::into_raw(buf.into_boxed_slice()).cast::<u8>()
+}
+
+/// Loads the configuration (TOML, keys inline). `host_rsa` 1: RSA by the host; 0: pure Rust.
+///
+/// # Safety
+/// `(ptr, len)` must come from `fle_alloc(len)`; this function frees it.
+#[no_mangle]
+pub unsafe extern "C" fn fle_init(ptr: *mut u8, len: usize, host_rsa: i32) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    let input = unsafe { take_input(ptr, len) };
+    let Ok(text) = std::str::from_utf8(&input) else {
+        return result(1, b"configuration is not UTF-8");
+    };
+    let backend: &dyn Backend = if host_rsa == 1 {
+        &HostBackend
+    } else {
+        &RustCryptoBackend
+    };
+    match EdgeEncryptor::from_toml_str(text, Path::new("/"), backend) {
+        Ok(edge) => {
+            EDGE.with(|cell| *cell.borrow_mut() = Some(edge));
+            result(0, backend.name().as_bytes())
+        }
+        Err(e) => result(1, e.to_string().as_bytes()),
+    }
+}
+
+/// Handles one origin-request event (JSON); the result is the request or response to return.
+///
+/// # Safety
+/// `(ptr, len)` must come from `fle_alloc(len)`; this function frees it.
+#[no_mangle]
+pub unsafe extern "C" fn fle_handle(ptr: *mut u8, len: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    let input = unsafe { take_input(ptr, len) };
+    let event: serde_json::Value = match serde_json::from_slice(&input) {
+        Ok(event) => event,
+        Err(_) => return result(1, b"the event is not JSON"),
+    };
+    drop(input);
+    EDGE.with(|cell| match cell.borrow().as_ref() {
+        Some(edge) => match serde_json::to_vec(&edge.handle_event(&event).into_value()) {
+            Ok(json) => result(0, &json),
+            Err(_) => result(1, b"cannot serialise the result"),
+        },
+        None => result(1, b"fle_init was not called"),
+    })
+}

@@ -1,0 +1,231 @@
+//! The Lambda@Edge package, end to end: built by `edge-encryptor/build-lambda-edge.sh`, run under
+//! `node` on CloudFront events, its output decrypted with the demo private key and with OpenSSL.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use fle_shared::{Keyring, OaepPrivateKey, ScanItem};
+use serde_json::{json, Value};
+
+fn build_package(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("fle.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[keys]]\nid = \"01\"\npublic_key = {:?}\n\
+             [[keys]]\nid = \"02\"\npublic_key = {:?}\nkms_key_id = \"alias/not-shipped\"\n\
+             [edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\", {{ path = \"$.card.number\", key = \"02\" }}]\n",
+            root().join("keys/demo-01.pub.pem").to_str().unwrap(),
+            fixture("keys/rsa-3072.pub.pem").to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let zip = dir.join("fle-edge.zip");
+    let out = Command::new("bash")
+        .arg(root().join("edge-encryptor/build-lambda-edge.sh"))
+        .arg(&config)
+        .arg(&zip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build-lambda-edge.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains("bytes"), "{report}");
+    let unpacked = dir.join("package");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(&zip)
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut names: Vec<String> = std::fs::read_dir(&unpacked)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["fle.toml", "fle_edge.wasm", "index.mjs"]);
+    let bundled = read(&unpacked.join("fle.toml"));
+    assert!(
+        bundled.contains("BEGIN PUBLIC KEY")
+            && !bundled.contains("public_key =")
+            && !bundled.contains("not-shipped")
+    );
+    unpacked
+}
+
+fn run_node(package: &Path, events: &[Value], host_rsa: bool) -> (String, Vec<Value>) {
+    let mut child = Command::new("node")
+        .arg(root().join("tests/support/lambda-edge-driver.mjs"))
+        .arg(package)
+        .env("FLE_HOST_RSA", if host_rsa { "1" } else { "0" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node (Node.js 20 or later) is required");
+    let mut stdin = child.stdin.take().unwrap();
+    for e in events {
+        writeln!(stdin, "{e}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let backend = lines.remove(0)["backend"].as_str().unwrap().to_owned();
+    (backend, lines)
+}
+
+fn decrypt_with_keys(keyring: &Keyring, text: &str) -> Vec<(String, Vec<u8>)> {
+    let k01 = OaepPrivateKey::from_pem(&read(&root().join("keys/demo-01.key.pem"))).unwrap();
+    let (k02, _) = key_pair(3072);
+    keyring
+        .scanner()
+        .scan_str(text)
+        .map(|item| match item {
+            ScanItem::Envelope(f) => {
+                let key = if f.key.as_str() == "01" { &k01 } else { &k02 };
+                (
+                    f.key.to_string(),
+                    key.decrypt_envelope(&f.envelope)
+                        .unwrap()
+                        .as_bytes()
+                        .to_vec(),
+                )
+            }
+            ScanItem::Malformed(m) => panic!("{m:?}"),
+        })
+        .collect()
+}
+
+fn openssl_decrypt(envelope_payload: &str, key: &Path) -> Vec<u8> {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(envelope_payload)
+        .unwrap();
+    std::fs::write(dir.path().join("ct"), ct).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey"])
+        .arg(key)
+        .args([
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+            "-in",
+        ])
+        .arg(dir.path().join("ct"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn lambda_edge_package_under_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let package = build_package(dir.path());
+    let keyring = Keyring::from_toml_file(dir.path().join("fle.toml")).unwrap();
+
+    let reference: Value =
+        serde_json::from_str(&read(&fixture("events/reference-3x6.json"))).unwrap();
+    let mut text_event = reference.clone();
+    let body = json!({"card": {"number": "4111 1111 1111 1111", "brand": "visa"}, "email": "x@example.com"}).to_string();
+    text_event["Records"][0]["cf"]["request"]["body"] =
+        json!({"inputTruncated": false, "action": "read-only", "encoding": "text", "data": body});
+    let mut truncated = reference.clone();
+    truncated["Records"][0]["cf"]["request"]["body"]["inputTruncated"] = json!(true);
+    let mut injection = text_event.clone();
+    injection["Records"][0]["cf"]["request"]["body"]["data"] =
+        json!(r##"{"comment": "#01#AAAA#10#"}"##);
+
+    for host_rsa in [true, false] {
+        let (backend, results) = run_node(
+            &package,
+            &[
+                reference.clone(),
+                text_event.clone(),
+                truncated.clone(),
+                injection.clone(),
+            ],
+            host_rsa,
+        );
+        assert_eq!(
+            backend,
+            if host_rsa {
+                "node-crypto"
+            } else {
+                "rustcrypto-rsa"
+            }
+        );
+
+        // The reference event: 18 values, every other request field untouched.
+        let forwarded = &results[0];
+        let original = &reference["Records"][0]["cf"]["request"];
+        for field in [
+            "clientIp",
+            "method",
+            "uri",
+            "querystring",
+            "headers",
+            "origin",
+        ] {
+            assert_eq!(forwarded[field], original[field], "{field}");
+        }
+        assert_eq!(forwarded["body"]["action"], "replace");
+        let text = forwarded["body"]["data"].as_str().unwrap();
+        let values = decrypt_with_keys(&keyring, text);
+        assert_eq!(values.len(), 18);
+        assert_eq!(values[0].1, b"Jo \"JJ\"");
+        assert_eq!(values[7].1, "Núñez".as_bytes());
+        // And with OpenSSL, straight from the envelope text.
+        let first = &text[text.find("#01#").unwrap() + 4..];
+        let payload = &first[..first.find("#10#").unwrap()];
+        assert_eq!(
+            openssl_decrypt(payload, &root().join("keys/demo-01.key.pem")),
+            b"Jo \"JJ\""
+        );
+
+        // Text encoding, a path with its own key (RSA-3072).
+        let text = results[1]["body"]["data"].as_str().unwrap();
+        assert!(text.contains(r#""brand":"visa""#));
+        let values = decrypt_with_keys(&keyring, text);
+        assert_eq!(
+            values,
+            [
+                ("02".into(), b"4111 1111 1111 1111".to_vec()),
+                ("01".into(), b"x@example.com".to_vec())
+            ]
+        );
+        let at = &text[text.find("#02#").unwrap() + 4..];
+        let payload = &at[..at.find("#20#").unwrap()];
+        assert_eq!(
+            openssl_decrypt(payload, &fixture("keys/rsa-3072.key.pem")),
+            b"4111 1111 1111 1111"
+        );
+
+        // Refusals are generated responses.
+        assert_eq!(results[2]["status"], "413");
+        assert_eq!(results[3]["status"], "400");
+        assert!(results[3]["body"]
+            .as_str()
+            .unwrap()
+            .contains("marker_injection"));
+    }
+}
