@@ -33,11 +33,11 @@ else
     echo "all present"
 fi
 
-step "Python test environment (pyca/cryptography)"
+step "Python test environment (pyca/cryptography; pycryptodome for the reference-design benchmark peer)"
 venv="$root/target/test-env/venv"
-if ! "$venv/bin/python" -c 'import cryptography' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import cryptography, Crypto' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==50.0.2'
+    "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==50.0.2' 'pycryptodome==4.4.0'
 fi
 export FLE_PYTHON="$venv/bin/python"
 "$FLE_PYTHON" -c 'import cryptography; print("cryptography", cryptography.__version__)'

@@ -11,7 +11,7 @@ use fle_shared::{backend, KeyEntry, Keyring, RsaPublicKey};
 /// list for quick use (key id `01`).
 #[derive(clap::Args, Debug)]
 pub struct EdgeSource {
-    /// Configuration file with [[keys]] and [edge] tables.
+    /// Configuration file with `[[keys]]` and `[edge]` tables.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["public_key", "fields"])]
     config: Option<PathBuf>,
     /// Public key (PEM or DER SubjectPublicKeyInfo) used as key 01; needs --fields.
@@ -154,7 +154,7 @@ pub fn backend_for(choice: crate::BackendChoice) -> &'static dyn fle_shared::Bac
 /// Options of `fle bundle-config`.
 #[derive(clap::Args, Debug)]
 pub struct BundleConfigArgs {
-    /// Configuration file with [[keys]] and [edge] tables.
+    /// Configuration file with `[[keys]]` and `[edge]` tables.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
 }

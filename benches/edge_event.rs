@@ -1,0 +1,245 @@
+//! Whole CloudFront events through the edge encryptor, side by side in one criterion run:
+//!
+//! - fle native (`EdgeEncryptor::handle_event`, aws-lc-rs and RustCrypto backends);
+//! - fle's Lambda@Edge package under Node.js (wasm core, RSA by Node's crypto), and the same
+//!   package with its pure-Rust RSA in wasm;
+//! - a plain Node.js handler with `crypto.publicEncrypt` (the peer the package must stay close to);
+//! - the reference design's handler (Python + PyCryptodome), rebuilt as a peer.
+//!
+//! The event is `tests/fixtures/events/reference-3x6.json`: 3 persons × 6 fields, JSON body,
+//! base64. One invocation = parse the event JSON, handle it, serialise the result. Peers run as
+//! long-lived processes timing their own loops (`iter_custom`); every peer's output is decrypted
+//! with the demo key before timing. Also: the package's cold start and zip size.
+//!
+//! Needs `node`, and Python with pycryptodome (`FLE_PYTHON`, which the test command sets up in
+//! `target/test-env/venv`). Run: `cargo bench --bench edge_event`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use fle_edge_encryptor::EdgeEncryptor;
+use fle_shared::{backend, OaepPrivateKey, ScanItem};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const CONFIG: &str = "[edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\"]\n";
+
+fn config_text() -> String {
+    format!(
+        "[[keys]]\nid = \"01\"\npublic_key = {:?}\n{CONFIG}",
+        root().join("keys/demo-01.pub.pem").to_str().unwrap()
+    )
+}
+
+/// A peer process speaking the loop protocol of benches/peers/reference_edge.py.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    fn spawn(mut command: Command) -> Peer {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "peer {command:?} did not start");
+        Peer {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, request: &str) -> String {
+        writeln!(self.stdin, "{request}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line
+    }
+
+    fn run(&mut self, iters: u64) -> Duration {
+        Duration::from_nanos(self.ask(&iters.to_string()).trim().parse().unwrap())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Decrypts every envelope in a handler's forwarded body: the 18 values of the fixture.
+fn check_output(name: &str, result: &str) {
+    let request: Value =
+        serde_json::from_str(result).unwrap_or_else(|e| panic!("{name}: {e}: {result}"));
+    let body = request["body"]["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: no body in {result}"));
+    let private = OaepPrivateKey::from_pem(
+        &std::fs::read_to_string(root().join("keys/demo-01.key.pem")).unwrap(),
+    )
+    .unwrap();
+    let keyring = fle_shared::Keyring::new(vec![fle_shared::KeyEntry::new(
+        "01".parse().unwrap(),
+        private.public_key().clone(),
+    )])
+    .unwrap();
+    let values: Vec<String> = keyring
+        .scanner()
+        .scan_str(body)
+        .map(|i| match i {
+            ScanItem::Envelope(f) => private
+                .decrypt_envelope(&f.envelope)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            ScanItem::Malformed(m) => panic!("{name}: {m:?}"),
+        })
+        .collect();
+    assert_eq!(values.len(), 18, "{name}");
+    assert_eq!(values[3], "123-45-6789", "{name}");
+}
+
+fn build_package(dir: &Path) -> (PathBuf, u64) {
+    let config = dir.join("fle.toml");
+    std::fs::write(&config, config_text()).unwrap();
+    let zip = dir.join("fle-edge.zip");
+    let status = Command::new("bash")
+        .arg(root().join("edge-encryptor/build-lambda-edge.sh"))
+        .arg(&config)
+        .arg(&zip)
+        .status()
+        .unwrap();
+    assert!(status.success(), "build-lambda-edge.sh failed");
+    let unpacked = dir.join("package");
+    let status = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(&zip)
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (unpacked, std::fs::metadata(&zip).unwrap().len())
+}
+
+fn edge_event(c: &mut Criterion) {
+    let event_path = root().join("tests/fixtures/events/reference-3x6.json");
+    let event_text = std::fs::read_to_string(&event_path).unwrap();
+    let public_key = root().join("keys/demo-01.pub.pem");
+    let work = std::env::temp_dir().join(format!("fle-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let (package, zip_len) = build_package(&work);
+    println!("Lambda@Edge package: {zip_len} bytes zipped");
+
+    let python = std::env::var("FLE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let node_peer = |script: &str, first: &Path, host_rsa: &str| {
+        let mut cmd = Command::new("node");
+        cmd.arg(root().join("benches/peers").join(script))
+            .arg(first)
+            .arg(&event_path)
+            .env("FLE_HOST_RSA", host_rsa);
+        cmd
+    };
+    let mut reference = {
+        let mut cmd = Command::new(&python);
+        cmd.arg(root().join("benches/peers/reference_edge.py"))
+            .arg(&public_key)
+            .arg(&event_path);
+        Peer::spawn(cmd)
+    };
+    let mut plain_node = Peer::spawn(node_peer("plain_node.mjs", &public_key, "1"));
+    let mut package_node = Peer::spawn(node_peer("lambda_edge.mjs", &package, "1"));
+    let mut package_wasm_rsa = Peer::spawn(node_peer("lambda_edge.mjs", &package, "0"));
+    for (name, peer) in [
+        ("reference", &mut reference),
+        ("plain node", &mut plain_node),
+        ("package", &mut package_node),
+        ("package, wasm RSA", &mut package_wasm_rsa),
+    ] {
+        let out = peer.ask("check");
+        check_output(name, &out);
+    }
+
+    let mut group = c.benchmark_group("edge_event_3x6");
+    for backend in backend::all_backends() {
+        let edge = EdgeEncryptor::from_toml_str(&config_text(), Path::new("/"), backend).unwrap();
+        check_output(
+            backend.name(),
+            &serde_json::to_string(
+                &edge
+                    .handle_event(&serde_json::from_str(&event_text).unwrap())
+                    .into_value(),
+            )
+            .unwrap(),
+        );
+        group.bench_function(format!("fle_native_{}", backend.name()), |b| {
+            b.iter(|| {
+                let event: Value = serde_json::from_str(&event_text).unwrap();
+                serde_json::to_string(&edge.handle_event(&event).into_value()).unwrap()
+            })
+        });
+    }
+    group.bench_function("fle_lambda_edge_package_node", |b| {
+        b.iter_custom(|n| package_node.run(n))
+    });
+    group.bench_function("plain_node_publicEncrypt_handler", |b| {
+        b.iter_custom(|n| plain_node.run(n))
+    });
+    group.bench_function("reference_python_pycryptodome", |b| {
+        b.iter_custom(|n| reference.run(n))
+    });
+    group.sample_size(10);
+    group.bench_function("fle_lambda_edge_package_wasm_rsa", |b| {
+        b.iter_custom(|n| package_wasm_rsa.run(n))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("lambda_edge_cold_start");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    group.bench_function("module_load_wasm_instantiate_config", |b| {
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| {
+                    let out = Command::new("node")
+                        .arg(root().join("benches/peers/lambda_edge.mjs"))
+                        .arg(&package)
+                        .arg("cold")
+                        .output()
+                        .unwrap();
+                    Duration::from_nanos(
+                        String::from_utf8(out.stdout)
+                            .unwrap()
+                            .trim()
+                            .parse()
+                            .unwrap(),
+                    )
+                })
+                .sum()
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+criterion_group!(benches, edge_event);
+criterion_main!(benches);
