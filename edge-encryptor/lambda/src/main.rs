@@ -1,0 +1,75 @@
+//! fle's edge encryptor as a native Lambda function (`provided.al2023`): for regional Lambdas
+//! (an API Gateway or ALB integration that rewrites CloudFront-shaped events), local invocation
+//! with event files, tests and benchmarks. Lambda@Edge itself cannot run native code; use the
+//! package from `edge-encryptor/build-lambda-edge.sh` there.
+//!
+//! Configuration: the file named by `FLE_CONFIG`, else `fle.toml` in `LAMBDA_TASK_ROOT` (the
+//! deployment package), else `./fle.toml`. It is read once at start; an invalid configuration
+//! fails the start, so no request is ever served without its rules.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use fle_edge_encryptor::EdgeEncryptor;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+/// The configuration file this process uses.
+fn config_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("FLE_CONFIG") {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("LAMBDA_TASK_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("fle.toml")
+}
+
+/// One invocation: the origin-request event in, the request to forward or the response out.
+fn handle(edge: &EdgeEncryptor, event: LambdaEvent<Value>) -> Value {
+    edge.handle_event(&event.payload).into_value()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let path = config_path();
+    let edge = EdgeEncryptor::from_toml_file(&path, fle_shared::backend::default_backend())
+        .map_err(|e| format!("fle-edge-lambda: configuration {}: {e}", path.display()))?;
+    let edge = &edge;
+    lambda_runtime::run(service_fn(move |event| async move {
+        Ok::<Value, Error>(handle(edge, event))
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_without_the_runtime() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let config = "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n[edge]\nkey = \"01\"\nfields = [\"ssn\"]\n";
+        let edge =
+            EdgeEncryptor::from_toml_str(config, &dir, fle_shared::backend::default_backend())
+                .unwrap();
+        let event: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("tests/fixtures/events/reference-3x6.json")).unwrap(),
+        )
+        .unwrap();
+        let out = handle(
+            &edge,
+            LambdaEvent::new(event, lambda_runtime::Context::default()),
+        );
+        assert_eq!(out["body"]["action"], "replace");
+        assert_eq!(
+            out["body"]["data"]
+                .as_str()
+                .unwrap()
+                .matches("#01#")
+                .count(),
+            3
+        );
+    }
+}
