@@ -15,18 +15,18 @@
 //! `target/test-env/venv`). Run: `cargo bench --bench edge_event`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use fle_edge_encryptor::EdgeEncryptor;
-use fle_shared::{backend, OaepPrivateKey, ScanItem};
+use fle_shared::backend;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{build_lambda_edge_package, demo_decrypt, root};
 
 const CONFIG: &str = "[edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\"]\n";
 
@@ -89,55 +89,9 @@ fn check_output(name: &str, result: &str) {
     let body = request["body"]["data"]
         .as_str()
         .unwrap_or_else(|| panic!("{name}: no body in {result}"));
-    let private = OaepPrivateKey::from_pem(
-        &std::fs::read_to_string(root().join("keys/demo-01.key.pem")).unwrap(),
-    )
-    .unwrap();
-    let keyring = fle_shared::Keyring::new(vec![fle_shared::KeyEntry::new(
-        "01".parse().unwrap(),
-        private.public_key().clone(),
-    )])
-    .unwrap();
-    let values: Vec<String> = keyring
-        .scanner()
-        .scan_str(body)
-        .map(|i| match i {
-            ScanItem::Envelope(f) => private
-                .decrypt_envelope(&f.envelope)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            ScanItem::Malformed(m) => panic!("{name}: {m:?}"),
-        })
-        .collect();
+    let values = demo_decrypt(body);
     assert_eq!(values.len(), 18, "{name}");
     assert_eq!(values[3], "123-45-6789", "{name}");
-}
-
-fn build_package(dir: &Path) -> (PathBuf, u64) {
-    let config = dir.join("fle.toml");
-    std::fs::write(&config, config_text()).unwrap();
-    let zip = dir.join("fle-edge.zip");
-    let status = Command::new("bash")
-        .arg(root().join("edge-encryptor/build-lambda-edge.sh"))
-        .arg(&config)
-        .arg(&zip)
-        .status()
-        .unwrap();
-    assert!(status.success(), "build-lambda-edge.sh failed");
-    let unpacked = dir.join("package");
-    let status = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
-        ])
-        .arg(&zip)
-        .arg(&unpacked)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    (unpacked, std::fs::metadata(&zip).unwrap().len())
 }
 
 fn edge_event(c: &mut Criterion) {
@@ -146,7 +100,7 @@ fn edge_event(c: &mut Criterion) {
     let public_key = root().join("keys/demo-01.pub.pem");
     let work = std::env::temp_dir().join(format!("fle-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    let (package, zip_len) = build_package(&work);
+    let (package, zip_len, _) = build_lambda_edge_package(&work, &config_text());
     println!("Lambda@Edge package: {zip_len} bytes zipped");
 
     let python = std::env::var("FLE_PYTHON").unwrap_or_else(|_| "python3".into());

@@ -8,33 +8,8 @@ use std::process::Command;
 use common::*;
 use fle_shared::{backend, envelope, MarkerPair, ScanItem};
 
-const OAEP_OPTS: [&str; 6] = [
-    "-pkeyopt",
-    "rsa_padding_mode:oaep",
-    "-pkeyopt",
-    "rsa_oaep_md:sha256",
-    "-pkeyopt",
-    "rsa_mgf1_md:sha256",
-];
-
 fn pkeyutl(args: &[&str], key: &std::path::Path, input: &[u8]) -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let (inp, out) = (dir.path().join("in"), dir.path().join("out"));
-    std::fs::write(&inp, input).unwrap();
-    let status = Command::new("openssl")
-        .arg("pkeyutl")
-        .args(args)
-        .arg("-inkey")
-        .arg(key)
-        .args(OAEP_OPTS)
-        .arg("-in")
-        .arg(&inp)
-        .arg("-out")
-        .arg(&out)
-        .status()
-        .expect("the openssl command line is required (apt-get install openssl)");
-    assert!(status.success(), "openssl pkeyutl {args:?} failed");
-    std::fs::read(out).unwrap()
+    openssl_oaep(args, key, input)
 }
 
 #[test]

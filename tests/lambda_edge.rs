@@ -8,47 +8,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
-use fle_shared::{Keyring, OaepPrivateKey, ScanItem};
+use fle_shared::Keyring;
 use serde_json::{json, Value};
 
 fn build_package(dir: &Path) -> std::path::PathBuf {
-    let config = dir.join("fle.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[keys]]\nid = \"01\"\npublic_key = {:?}\n\
-             [[keys]]\nid = \"02\"\npublic_key = {:?}\nkms_key_id = \"alias/not-shipped\"\n\
-             [edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\", {{ path = \"$.card.number\", key = \"02\" }}]\n",
-            root().join("keys/demo-01.pub.pem").to_str().unwrap(),
-            fixture("keys/rsa-3072.pub.pem").to_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    let zip = dir.join("fle-edge.zip");
-    let out = Command::new("bash")
-        .arg(root().join("edge-encryptor/build-lambda-edge.sh"))
-        .arg(&config)
-        .arg(&zip)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "build-lambda-edge.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let config = format!(
+        "[[keys]]\nid = \"01\"\npublic_key = {:?}\n\
+         [[keys]]\nid = \"02\"\npublic_key = {:?}\nkms_key_id = \"alias/not-shipped\"\n\
+         [edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\", {{ path = \"$.card.number\", key = \"02\" }}]\n",
+        root().join("keys/demo-01.pub.pem").to_str().unwrap(),
+        fixture("keys/rsa-3072.pub.pem").to_str().unwrap(),
     );
-    let report = String::from_utf8(out.stdout).unwrap();
-    assert!(report.contains("bytes"), "{report}");
-    let unpacked = dir.join("package");
-    let status = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
-        ])
-        .arg(&zip)
-        .arg(&unpacked)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (unpacked, size, report) = build_lambda_edge_package(dir, &config);
+    assert!(report.contains(&format!("{size} bytes")), "{report}");
     let mut names: Vec<String> = std::fs::read_dir(&unpacked)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -90,51 +62,17 @@ fn run_node(package: &Path, events: &[Value], host_rsa: bool) -> (String, Vec<Va
 }
 
 fn decrypt_with_keys(keyring: &Keyring, text: &str) -> Vec<(String, Vec<u8>)> {
-    let k01 = OaepPrivateKey::from_pem(&read(&root().join("keys/demo-01.key.pem"))).unwrap();
+    let k01 = demo_private_key();
     let (k02, _) = key_pair(3072);
-    keyring
-        .scanner()
-        .scan_str(text)
-        .map(|item| match item {
-            ScanItem::Envelope(f) => {
-                let key = if f.key.as_str() == "01" { &k01 } else { &k02 };
-                (
-                    f.key.to_string(),
-                    key.decrypt_envelope(&f.envelope)
-                        .unwrap()
-                        .as_bytes()
-                        .to_vec(),
-                )
-            }
-            ScanItem::Malformed(m) => panic!("{m:?}"),
-        })
-        .collect()
+    decrypt_envelopes(keyring, &[("01", &k01), ("02", &k02)], text)
 }
 
 fn openssl_decrypt(envelope_payload: &str, key: &Path) -> Vec<u8> {
     use base64::Engine;
-    let dir = tempfile::tempdir().unwrap();
     let ct = base64::engine::general_purpose::STANDARD
         .decode(envelope_payload)
         .unwrap();
-    std::fs::write(dir.path().join("ct"), ct).unwrap();
-    let out = Command::new("openssl")
-        .args(["pkeyutl", "-decrypt", "-inkey"])
-        .arg(key)
-        .args([
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            "rsa_oaep_md:sha256",
-            "-pkeyopt",
-            "rsa_mgf1_md:sha256",
-            "-in",
-        ])
-        .arg(dir.path().join("ct"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    out.stdout
+    openssl_oaep(&["-decrypt"], key, &ct)
 }
 
 #[test]

@@ -68,3 +68,107 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// The demo private key (`keys/demo-01.key.pem`).
+pub fn demo_private_key() -> OaepPrivateKey {
+    OaepPrivateKey::from_pem(&read(&root().join("keys/demo-01.key.pem"))).unwrap()
+}
+
+/// Decrypts every envelope of `keyring` in `text`, each with the private key its marker names
+/// (`keys`: key id → private key). Panics on a malformed envelope or an unknown key.
+pub fn decrypt_envelopes(
+    keyring: &Keyring,
+    keys: &[(&str, &OaepPrivateKey)],
+    text: &str,
+) -> Vec<(String, Vec<u8>)> {
+    keyring
+        .scanner()
+        .scan_str(text)
+        .map(|item| match item {
+            fle_shared::ScanItem::Envelope(f) => {
+                let (_, key) = keys
+                    .iter()
+                    .find(|(id, _)| *id == f.key.as_str())
+                    .unwrap_or_else(|| panic!("no private key for {}", f.key));
+                (
+                    f.key.to_string(),
+                    key.decrypt_envelope(&f.envelope)
+                        .unwrap()
+                        .as_bytes()
+                        .to_vec(),
+                )
+            }
+            fle_shared::ScanItem::Malformed(m) => panic!("malformed envelope {m:?}"),
+        })
+        .collect()
+}
+
+/// Decrypts every demo-key envelope in `text` to text.
+pub fn demo_decrypt(text: &str) -> Vec<String> {
+    let private = demo_private_key();
+    let ring = keyring(private.public_key().clone());
+    decrypt_envelopes(&ring, &[("01", &private)], text)
+        .into_iter()
+        .map(|(_, p)| String::from_utf8(p).unwrap())
+        .collect()
+}
+
+/// `openssl pkeyutl ARGS -inkey KEY` with OAEP, SHA-256 and MGF1-SHA-256 on `input`.
+pub fn openssl_oaep(args: &[&str], key: &Path, input: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let (inp, out) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::write(&inp, input).unwrap();
+    let status = std::process::Command::new("openssl")
+        .arg("pkeyutl")
+        .args(args)
+        .arg("-inkey")
+        .arg(key)
+        .args([
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha256",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha256",
+        ])
+        .arg("-in")
+        .arg(&inp)
+        .arg("-out")
+        .arg(&out)
+        .status()
+        .expect("the openssl command line is required (apt-get install openssl)");
+    assert!(status.success(), "openssl pkeyutl {args:?} failed");
+    std::fs::read(out).unwrap()
+}
+
+/// Builds the Lambda@Edge package for `config_text` with `edge-encryptor/build-lambda-edge.sh`
+/// in `dir` and unzips it. Returns the unpacked folder, the zip's size and the script's report.
+pub fn build_lambda_edge_package(dir: &Path, config_text: &str) -> (PathBuf, u64, String) {
+    let config = dir.join("fle.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let zip = dir.join("fle-edge.zip");
+    let out = std::process::Command::new("bash")
+        .arg(root().join("edge-encryptor/build-lambda-edge.sh"))
+        .arg(&config)
+        .arg(&zip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build-lambda-edge.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unpacked = dir.join("package");
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+        ])
+        .arg(&zip)
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success(), "unzip failed");
+    let size = std::fs::metadata(&zip).unwrap().len();
+    (unpacked, size, String::from_utf8(out.stdout).unwrap())
+}
