@@ -272,15 +272,27 @@ impl<'s> Iterator for ScanIter<'s, '_> {
         };
         if rest.starts_with(suffix) {
             let end = payload_end + suffix.len();
-            self.pos = end;
             let payload = &text[payload_start..payload_end];
             Some(match Envelope::decode_payload(payload, key.modulus_len) {
-                Ok(envelope) => ScanItem::Envelope(Found {
-                    span: start..end,
-                    key: &key.id,
-                    envelope,
-                }),
-                Err(e) => malformed(start..end, Problem::InvalidPayload(e)),
+                Ok(envelope) => {
+                    self.pos = end;
+                    ScanItem::Envelope(Found {
+                        span: start..end,
+                        key: &key.id,
+                        envelope,
+                    })
+                }
+                Err(e) => {
+                    // The suffix just matched may borrow the start of a real envelope
+                    // (`#01#10#10` + `#01#...`), and with prefix == suffix it may be one: stop
+                    // the malformed span where a prefix starts, so the envelope is still found.
+                    let stop = self
+                        .scanner
+                        .next_prefix(text, start + 1, end)
+                        .map_or(end, |(next, _)| next);
+                    self.pos = stop;
+                    malformed(start..stop, Problem::InvalidPayload(e))
+                }
             })
         } else if rest.len() < suffix.len() && suffix.starts_with(rest) {
             self.pos = text.len();
@@ -386,6 +398,29 @@ mod tests {
             kinds(&s, "#01#YW=jZGVm#10#")[0].1,
             "InvalidPayload(InvalidBase64) 01"
         );
+    }
+
+    #[test]
+    fn a_bad_candidate_never_swallows_the_start_of_an_envelope() {
+        // Found by the property test: the candidate's suffix "#10#" ends with the '#' that
+        // starts the real envelope.
+        let s = Scanner::new(vec![key("01", 6)]).unwrap();
+        let a = env("01", b"abcdef");
+        let text = format!("#01#10#10{a}");
+        assert_eq!(
+            kinds(&s, &text),
+            vec![
+                (
+                    0..9,
+                    "InvalidPayload(UnsupportedLength { len: 2, expected: 8 }) 01".into()
+                ),
+                (9..25, "ok 01".into())
+            ]
+        );
+        // With prefix == suffix, a bad envelope's suffix can be the next envelope's prefix.
+        let s = Scanner::new(vec![key("11", 3)]).unwrap();
+        let items = kinds(&s, "#11#bad#11#AAAA#11#");
+        assert_eq!(items[1], (7..19, "ok 11".into()), "{items:?}");
     }
 
     #[test]
