@@ -5,7 +5,8 @@
 #
 # Installs (when missing): rustfmt, clippy, the wasm32-unknown-unknown target, the openssl
 # command line and libssl-dev (Debian packages, for OpenSSL interop and the benchmark baseline),
-# Node.js (runs the Lambda@Edge package in the tests),
+# Node.js (runs the Lambda@Edge package in the tests), LocalStack in a virtualenv (the tests
+# start it on a free loopback port themselves),
 # a Python virtualenv with pyca/cryptography (Python interop), and cargo-deny. Then: format,
 # clippy (native and wasm32), docs, cargo-deny, the wasm32 build, doc tests, and every test.
 set -euo pipefail
@@ -41,6 +42,16 @@ if ! "$venv/bin/python" -c 'import cryptography, Crypto' 2>/dev/null; then
 fi
 export FLE_PYTHON="$venv/bin/python"
 "$FLE_PYTHON" -c 'import cryptography; print("cryptography", cryptography.__version__)'
+
+step "LocalStack (a real KMS on loopback for the decryptor's tests; no Docker)"
+ls_venv="$root/target/test-env/localstack"
+if ! "$ls_venv/bin/python" -c 'import localstack.runtime.main' 2>/dev/null; then
+    python3 -m venv "$ls_venv"
+    "$ls_venv/bin/pip" install -q --disable-pip-version-check \
+        'localstack-core[runtime]==4.7.0' 'cbor2<5.7' 'pyopenssl==24.2.1' service_identity
+fi
+export FLE_LOCALSTACK_PYTHON="$ls_venv/bin/python"
+"$FLE_LOCALSTACK_PYTHON" -c 'import localstack; print("localstack-core installed")'
 
 step "cargo-deny"
 if ! cargo deny --version >/dev/null 2>&1; then

@@ -1,7 +1,43 @@
-//! fle's decryptor: the library backend services link to replace envelopes in text with their
-//! plaintext, correctly escaped, through AWS KMS `Decrypt` with an explicit, configured key.
+//! fle's decryptor: what backend services link to open the envelopes the edge wrote.
 //!
-//! Not implemented yet: this crate reserves its place in the workspace. The scanner and
-//! envelope types it will use are in [`fle_shared`].
+//! This release provides the **key providers**: [`KmsKeyProvider`] (AWS KMS `Decrypt` with
+//! `RSAES_OAEP_SHA_256` and the explicit KMS key id configured for the envelope's key) and
+//! [`LocalKeyProvider`] (a local RSA private key, aws-lc-rs, for the reference design's
+//! external-key-pair mode and the demo), behind one small trait, [`KeyProvider`]. Format-aware
+//! substitution (JSON, form, text), concurrency, rate limiting and the decrypt Lambda build on
+//! them.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let rt = tokio::runtime::Builder::new_current_thread().build()?;
+//! # rt.block_on(async {
+//! use fle_decryptor::{KeyProvider, LocalKeyProvider};
+//! use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, OaepPrivateKey, ScanItem};
+//!
+//! let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../keys/demo-01.key.pem"))?;
+//! let private = OaepPrivateKey::from_pem(&pem)?;
+//! let keyring = Keyring::new(vec![KeyEntry::new("01".parse()?, private.public_key().clone())])?;
+//! let provider = LocalKeyProvider::new(vec![("01".parse()?, private)]);
+//!
+//! let mut text = String::new();
+//! FieldEncryptor::new(&keyring, backend::default_backend())?
+//!     .key_str("01").unwrap()
+//!     .encrypt_into("ssn", b"123-45-6789", &mut text)?;
+//! let Some(ScanItem::Envelope(found)) = keyring.scanner().scan_str(&text).next() else { panic!() };
+//! let key = keyring.get(found.key).unwrap();
+//! let plaintext = provider.decrypt(key, &found.envelope).await?;
+//! assert_eq!(plaintext.as_bytes(), b"123-45-6789");
+//! # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod kms;
+mod local;
+mod provider;
+
+pub use kms::KmsKeyProvider;
+pub use local::LocalKeyProvider;
+pub use provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};

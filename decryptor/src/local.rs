@@ -1,0 +1,49 @@
+//! Decryption with local RSA private keys (aws-lc-rs): the reference design's external-key-pair
+//! mode, the demo, and tests.
+
+use fle_shared::{Envelope, KeyEntry, KeyId, OaepPrivateKey};
+
+use crate::provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};
+
+/// Private keys by key id.
+#[derive(Debug)]
+pub struct LocalKeyProvider {
+    keys: Vec<(KeyId, OaepPrivateKey)>,
+}
+
+impl LocalKeyProvider {
+    /// A provider holding these private keys.
+    pub fn new(keys: Vec<(KeyId, OaepPrivateKey)>) -> Self {
+        LocalKeyProvider { keys }
+    }
+}
+
+impl KeyProvider for LocalKeyProvider {
+    fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a> {
+        let result = match self.keys.iter().find(|(id, _)| id == key.id()) {
+            None => Err(ProviderError::NotConfigured {
+                key: key.id().clone(),
+                what: "no private key",
+            }),
+            Some((_, private)) if private.public_key() != key.public_key() => {
+                Err(ProviderError::Failed {
+                    key: key.id().clone(),
+                    class: ErrorClass::Permanent,
+                    code: "KeyMismatch".into(),
+                    message: "the private key does not match the keyring's public key".into(),
+                })
+            }
+            Some((_, private)) => {
+                private
+                    .decrypt_envelope(envelope)
+                    .map_err(|e| ProviderError::Failed {
+                        key: key.id().clone(),
+                        class: ErrorClass::Permanent,
+                        code: "DecryptionFailed".into(),
+                        message: e.to_string(),
+                    })
+            }
+        };
+        Box::pin(std::future::ready(result))
+    }
+}

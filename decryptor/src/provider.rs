@@ -1,0 +1,74 @@
+//! The key-provider trait: one envelope in, its plaintext out.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use fle_shared::{Envelope, KeyEntry, KeyId, Plaintext};
+
+/// The future a [`KeyProvider`] returns.
+pub type DecryptFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Plaintext, ProviderError>> + Send + 'a>>;
+
+/// Something that can open envelopes of configured keys: AWS KMS, or a local private key.
+///
+/// Callers pass the [`KeyEntry`] the envelope's markers name, so a provider only ever sees keys
+/// of the keyring: an envelope whose marker maps to no configured key never reaches it.
+pub trait KeyProvider: Send + Sync {
+    /// Decrypts one envelope of `key`.
+    fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a>;
+}
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The same request will fail the same way (wrong key, bad ciphertext, access denied,
+    /// disabled or missing key, no KMS key configured).
+    Permanent,
+    /// Throttling, timeouts, 5xx, connection failures: retry with backoff.
+    Transient,
+}
+
+/// Why an envelope could not be decrypted. Carries key ids and provider error codes, never
+/// plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The key has no `kms_key_id` (KMS) or no private key (local provider).
+    #[error("key {key}: {what} is configured to decrypt it")]
+    NotConfigured {
+        /// The key.
+        key: KeyId,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// The provider refused or failed the request.
+    #[error("key {key}: {code}: {message}")]
+    Failed {
+        /// The key.
+        key: KeyId,
+        /// Permanent or transient.
+        class: ErrorClass,
+        /// The provider's error code (for KMS, the exception name, e.g. `IncorrectKeyException`).
+        code: String,
+        /// The provider's message (never plaintext).
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Whether retrying can help.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::NotConfigured { .. } => ErrorClass::Permanent,
+            ProviderError::Failed { class, .. } => *class,
+        }
+    }
+
+    /// The provider's error code, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ProviderError::NotConfigured { .. } => None,
+            ProviderError::Failed { code, .. } => Some(code),
+        }
+    }
+}
