@@ -163,9 +163,12 @@ pub struct BundleConfigArgs {
 /// public key inline (`public_key_pem`), nothing the edge does not use (`kms_key_id`).
 pub fn bundle_config(args: &BundleConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let path = &args.config;
-    let edge = EdgeEncryptor::from_toml_file(path, backend_for(crate::BackendChoice::Rustcrypto))
-        .with_context(|| format!("config {}", path.display()))?;
-    let text = std::fs::read_to_string(path)?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let base = path.parent().unwrap_or(std::path::Path::new(""));
+    let edge =
+        EdgeEncryptor::from_toml_str(&text, base, backend_for(crate::BackendChoice::Rustcrypto))
+            .with_context(|| format!("config {}", path.display()))?;
     let mut table: toml::Table = toml::from_str(&text)?;
     let edge_table = table.remove("edge").context("[edge] table")?;
     let keys: Vec<toml::Value> = edge

@@ -113,9 +113,9 @@ impl EdgeEncryptor {
 
     /// Reads the keyring and the `[edge]` table from one TOML file.
     pub fn from_toml_file(path: &Path, backend: &dyn Backend) -> Result<Self, ConfigError> {
-        let keyring = Keyring::from_toml_file(path)?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Toml(format!("{}: {e}", path.display())))?;
+        let keyring = Keyring::from_file_text(path, &text)?;
         let config = EdgeConfig::from_toml_str(&text)?;
         Self::new(keyring, config, backend)
     }

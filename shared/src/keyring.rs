@@ -122,8 +122,15 @@ impl Keyring {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        Self::from_file_text(path, &text)
+    }
+
+    /// Parses `text`, the contents of the file at `path` (already read, for callers that parse
+    /// other tables of the same file): relative key paths resolve against its directory and
+    /// errors name the file.
+    pub fn from_file_text(path: &Path, text: &str) -> Result<Self, KeyringError> {
         let base = path.parent().unwrap_or(Path::new(""));
-        Self::from_toml_str(&text, base).map_err(|e| match e {
+        Self::from_toml_str(text, base).map_err(|e| match e {
             KeyringError::Toml { message, .. } => KeyringError::Toml {
                 path: Some(path.to_owned()),
                 message,
