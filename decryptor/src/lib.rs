@@ -3,9 +3,10 @@
 //! This release provides the **key providers**: [`KmsKeyProvider`] (AWS KMS `Decrypt` with
 //! `RSAES_OAEP_SHA_256` and the explicit KMS key id configured for the envelope's key) and
 //! [`LocalKeyProvider`] (a local RSA private key, aws-lc-rs, for the reference design's
-//! external-key-pair mode and the demo), behind one small trait, [`KeyProvider`]. Format-aware
-//! substitution (JSON, form, text), concurrency, rate limiting and the decrypt Lambda build on
-//! them.
+//! external-key-pair mode and the demo), behind one small trait, [`KeyProvider`]; and the
+//! engine that calls them for many envelopes at once ([`decrypt_all`]: duplicates once, bounded
+//! concurrency, a process-wide [`RateLimiter`], jittered retries of transient errors only).
+//! Format-aware substitution (JSON, form, text) and the decrypt Lambda build on these.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,10 +35,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod engine;
 mod kms;
 mod local;
 mod provider;
 
+pub use engine::{decrypt_all, DecryptPolicy, RateLimiter, DEFAULT_RATE_PER_SECOND};
 pub use kms::KmsKeyProvider;
 pub use local::LocalKeyProvider;
 pub use provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};

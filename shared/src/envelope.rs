@@ -64,7 +64,7 @@ pub fn write_v1(markers: &MarkerPair, ciphertext: &[u8], out: &mut String) {
 }
 
 /// One decoded envelope.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Envelope {
     /// Version 1: the RSA-OAEP-SHA256 ciphertext of the value, exactly modulus-length bytes.
