@@ -112,31 +112,16 @@ where
                 };
             (class, code, e.message().unwrap_or_default().to_owned())
         }
-        SdkError::TimeoutError(_) => (
-            ErrorClass::Transient,
-            "Timeout".to_owned(),
-            DisplayErrorContext(err).to_string(),
-        ),
-        SdkError::DispatchFailure(_) => (
-            ErrorClass::Transient,
-            "DispatchFailure".to_owned(),
-            DisplayErrorContext(err).to_string(),
-        ),
-        SdkError::ResponseError(_) => (
-            ErrorClass::Transient,
-            "ResponseError".to_owned(),
-            DisplayErrorContext(err).to_string(),
-        ),
-        SdkError::ConstructionFailure(_) => (
-            ErrorClass::Permanent,
-            "ConstructionFailure".to_owned(),
-            DisplayErrorContext(err).to_string(),
-        ),
-        _ => (
-            ErrorClass::Transient,
-            "Unknown".to_owned(),
-            DisplayErrorContext(err).to_string(),
-        ),
+        other => {
+            let (class, code) = match other {
+                SdkError::TimeoutError(_) => (ErrorClass::Transient, "Timeout"),
+                SdkError::DispatchFailure(_) => (ErrorClass::Transient, "DispatchFailure"),
+                SdkError::ResponseError(_) => (ErrorClass::Transient, "ResponseError"),
+                SdkError::ConstructionFailure(_) => (ErrorClass::Permanent, "ConstructionFailure"),
+                _ => (ErrorClass::Transient, "Unknown"),
+            };
+            (class, code.to_owned(), DisplayErrorContext(err).to_string())
+        }
     };
     ProviderError::Failed {
         key: key.clone(),

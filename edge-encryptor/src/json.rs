@@ -94,7 +94,7 @@ impl<'a> Parser<'a, '_, '_> {
                 let (raw, text) = self.string()?;
                 match self.rules.check_markers(&text, &self.path)? {
                     Cow::Borrowed(_) => self.out.push_str(raw),
-                    Cow::Owned(neutralised) => push_json_string(self.out, &neutralised),
+                    Cow::Owned(neutralised) => self.out.push_str(&json_string(&neutralised)),
                 }
                 Ok(())
             }
@@ -150,7 +150,7 @@ impl<'a> Parser<'a, '_, '_> {
             let (raw, name) = self.string()?;
             match self.rules.check_markers(&name, &self.path)? {
                 Cow::Borrowed(_) => self.out.push_str(raw),
-                Cow::Owned(neutralised) => push_json_string(self.out, &neutralised),
+                Cow::Owned(neutralised) => self.out.push_str(&json_string(&neutralised)),
             }
             self.ws();
             self.expect(b':', "expected ':' after a member name")?;
@@ -341,22 +341,7 @@ impl<'a> Parser<'a, '_, '_> {
     }
 }
 
-/// Appends `text` as a JSON string literal.
-pub(crate) fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+/// `text` as a JSON string literal (serde_json's escaping; serialising a `str` cannot fail).
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
