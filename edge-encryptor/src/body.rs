@@ -1,30 +1,19 @@
 //! What the body rewriters share: the compiled field rules, marker handling and errors.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
+use fle_shared::body::json::JsonError;
+use fle_shared::body::{form::FormError, Seg};
 use fle_shared::{EncryptError, KeyEncryptor, Scanner};
 
-use crate::config::{FieldSelector, MarkerPolicy, PathStep};
+use crate::config::{FieldSelector, MarkerPolicy};
 
-/// Deepest nesting of JSON arrays and objects accepted (hostile bodies must not exhaust the stack).
-pub const MAX_DEPTH: usize = 128;
+pub(crate) use fle_shared::body::render_path;
 
-/// First byte of the plaintext of a non-string JSON value (number, boolean, null, object or
-/// array): the plaintext is this byte followed by the value's compact JSON text, and the
-/// decryptor restores it as that JSON value instead of a string. Part of the envelope format;
-/// incoming strings that start with it are refused, so the two can never be confused.
-pub const JSON_VALUE_TAG: u8 = 0x00;
+pub use fle_shared::body::{JSON_VALUE_TAG, MAX_DEPTH};
 
 /// U+2060 WORD JOINER: inserted after a prefix's first character to neutralise it.
 pub const NEUTRALISER: char = '\u{2060}';
-
-/// One step of the path to the value being parsed.
-#[derive(Debug, Clone)]
-pub(crate) enum Seg<'a> {
-    Key(Cow<'a, str>),
-    Index(usize),
-}
 
 /// The field rules with their keys resolved, plus the marker policy.
 pub(crate) struct Rules<'e> {
@@ -38,7 +27,7 @@ impl<'e> Rules<'e> {
     pub fn select(&self, path: &[Seg<'_>]) -> Option<&'e KeyEncryptor> {
         self.fields
             .iter()
-            .find(|(sel, _)| matches(sel, path))
+            .find(|(sel, _)| sel.matches(path))
             .map(|(_, key)| *key)
     }
 
@@ -73,52 +62,6 @@ impl<'e> Rules<'e> {
         out.push_str(&text[last..]);
         Ok(Cow::Owned(out))
     }
-}
-
-fn matches(selector: &FieldSelector, path: &[Seg<'_>]) -> bool {
-    match selector {
-        FieldSelector::Name(name) => matches!(path.last(), Some(Seg::Key(k)) if k == name),
-        FieldSelector::Path(steps) => {
-            steps.len() == path.len()
-                && steps.iter().zip(path).all(|(step, seg)| match (step, seg) {
-                    (PathStep::Member(m), Seg::Key(k)) => m == k,
-                    (PathStep::AnyMember, Seg::Key(_)) => true,
-                    (PathStep::Index(i), Seg::Index(j)) => i == j,
-                    (PathStep::AnyIndex, Seg::Index(_)) => true,
-                    _ => false,
-                })
-        }
-    }
-}
-
-/// Longest member name shown in an error path.
-const MAX_NAME_IN_PATH: usize = 64;
-
-/// `$.a[0].b` for error messages: member names JSON-escaped and shortened, never values.
-pub(crate) fn render_path(path: &[Seg<'_>]) -> String {
-    let mut out = String::from("$");
-    for seg in path {
-        match seg {
-            Seg::Index(i) => {
-                let _ = write!(out, "[{i}]");
-            }
-            Seg::Key(k) => {
-                let short: String = k.chars().take(MAX_NAME_IN_PATH).collect();
-                if !short.is_empty()
-                    && short
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                {
-                    out.push('.');
-                    out.push_str(&short);
-                } else {
-                    let quoted = serde_json::to_string(&short).unwrap_or_default();
-                    let _ = write!(out, "[{quoted}]");
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Encrypts `plaintext` for the field at `path` and appends the bare envelope to `out`.
@@ -187,5 +130,28 @@ impl BodyError {
     /// `on_unparseable` governs.
     pub fn is_unparseable(&self) -> bool {
         matches!(self, BodyError::Syntax { .. } | BodyError::TooDeep)
+    }
+}
+
+impl From<JsonError> for BodyError {
+    fn from(e: JsonError) -> Self {
+        match e {
+            JsonError::Syntax { what, offset } => BodyError::Syntax {
+                format: "JSON",
+                what,
+                offset,
+            },
+            JsonError::TooDeep => BodyError::TooDeep,
+        }
+    }
+}
+
+impl From<FormError> for BodyError {
+    fn from(e: FormError) -> Self {
+        BodyError::Syntax {
+            format: "form data",
+            what: e.what,
+            offset: e.offset,
+        }
     }
 }

@@ -31,110 +31,10 @@
 //!
 //! Requests whose method or URI is not listed pass through untouched: no field rule applies.
 
-use std::fmt;
-
 use fle_shared::KeyId;
 use serde::Deserialize;
 
-/// What part of a body a field rule selects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldSelector {
-    /// An object member (or form field) of this name, at any depth.
-    Name(String),
-    /// A path from the root of a JSON document.
-    Path(Vec<PathStep>),
-}
-
-/// One step of a [`FieldSelector::Path`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathStep {
-    /// `.name` or `['name']`: the member of that name.
-    Member(String),
-    /// `.*`: any member of an object.
-    AnyMember,
-    /// `[N]`: the array element at index N.
-    Index(usize),
-    /// `[*]`: any element of an array.
-    AnyIndex,
-}
-
-impl FieldSelector {
-    /// Parses a selector: a path if it starts with `$`, otherwise a name.
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        if text.is_empty() {
-            return Err(ConfigError::Selector {
-                selector: text.into(),
-                reason: "empty",
-            });
-        }
-        if !text.starts_with('$') {
-            return Ok(FieldSelector::Name(text.to_owned()));
-        }
-        let err = |reason| ConfigError::Selector {
-            selector: text.to_owned(),
-            reason,
-        };
-        let mut steps = Vec::new();
-        let mut rest = &text[1..];
-        while !rest.is_empty() {
-            if let Some(after) = rest.strip_prefix('.') {
-                let end = after.find(['.', '[']).unwrap_or(after.len());
-                let name = &after[..end];
-                steps.push(match name {
-                    "" => return Err(err("empty member name after '.'")),
-                    "*" => PathStep::AnyMember,
-                    _ => PathStep::Member(name.to_owned()),
-                });
-                rest = &after[end..];
-            } else if let Some(after) = rest.strip_prefix('[') {
-                let end = after.find(']').ok_or_else(|| err("'[' without ']'"))?;
-                let inner = &after[..end];
-                steps.push(if inner == "*" {
-                    PathStep::AnyIndex
-                } else if let Some(q) = inner.chars().next().filter(|c| *c == '\'' || *c == '"') {
-                    let name = inner[1..]
-                        .strip_suffix(q)
-                        .filter(|n| !n.is_empty())
-                        .ok_or_else(|| err("quoted member name not closed"))?;
-                    PathStep::Member(name.to_owned())
-                } else {
-                    PathStep::Index(
-                        inner
-                            .parse()
-                            .map_err(|_| err("index must be a number, '*' or a quoted name"))?,
-                    )
-                });
-                rest = &after[end + 1..];
-            } else {
-                return Err(err("expected '.' or '[' after a step"));
-            }
-        }
-        if steps.is_empty() {
-            return Err(err("'$' alone selects the whole body; name a field"));
-        }
-        Ok(FieldSelector::Path(steps))
-    }
-}
-
-impl fmt::Display for FieldSelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FieldSelector::Name(n) => f.write_str(n),
-            FieldSelector::Path(steps) => {
-                f.write_str("$")?;
-                for step in steps {
-                    match step {
-                        PathStep::Member(m) => write!(f, "['{m}']")?,
-                        PathStep::AnyMember => f.write_str(".*")?,
-                        PathStep::Index(i) => write!(f, "[{i}]")?,
-                        PathStep::AnyIndex => f.write_str("[*]")?,
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-}
+pub use fle_shared::body::{FieldSelector, PathStep};
 
 /// One field rule: what to encrypt and with which key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,13 +315,8 @@ pub enum ConfigError {
         key: KeyId,
     },
     /// A bad selector.
-    #[error("invalid field selector {selector:?}: {reason}")]
-    Selector {
-        /// The selector text.
-        selector: String,
-        /// What is wrong.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Selector(#[from] fle_shared::body::SelectorError),
     /// A field table without exactly one of `name` (no leading `$`) or `path` (leading `$`).
     #[error("a field table needs exactly one of name = \"...\" or path = \"$...\"")]
     FieldTable,
@@ -445,31 +340,6 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn selectors() {
-        use PathStep::*;
-        assert_eq!(
-            FieldSelector::parse("ssn").unwrap(),
-            FieldSelector::Name("ssn".into())
-        );
-        assert_eq!(
-            FieldSelector::parse("$.customers[*].card.number").unwrap(),
-            FieldSelector::Path(vec![
-                Member("customers".into()),
-                AnyIndex,
-                Member("card".into()),
-                Member("number".into())
-            ])
-        );
-        assert_eq!(
-            FieldSelector::parse("$['a.b'][2].*").unwrap(),
-            FieldSelector::Path(vec![Member("a.b".into()), Index(2), AnyMember])
-        );
-        for bad in ["", "$", "$.", "$[", "$[x]", "$['a]", "$a", "$.a[1"] {
-            assert!(FieldSelector::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn globs() {

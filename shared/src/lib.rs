@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod body;
 pub mod demo;
 pub mod encrypt;
 pub mod envelope;
