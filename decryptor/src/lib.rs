@@ -35,11 +35,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod document;
 mod engine;
 mod kms;
 mod local;
 mod provider;
 
+pub use document::{
+    Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind, Report, UnknownName,
+    REDACTED,
+};
 pub use engine::{decrypt_all, DecryptPolicy, RateLimiter, DEFAULT_RATE_PER_SECOND};
 pub use kms::KmsKeyProvider;
 pub use local::LocalKeyProvider;

@@ -1,0 +1,586 @@
+//! Whole documents: find every envelope in a JSON, form or text body, decrypt them together
+//! through the engine, and put each plaintext back encoded for where it stands.
+//!
+//! The work is done in three steps so that the slow part (one provider call per distinct
+//! envelope) runs concurrently: collect the *sites* (the strings of a JSON document, the names
+//! and values of a form, or the whole text) whose decoded content contains a configured prefix;
+//! decrypt every envelope found in them with [`decrypt_all`]; render each site again (JSON
+//! strings re-escaped, form parts percent-encoded) and splice it into the document.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use fle_shared::body::json::{self, JsonError, StringToken, Visitor};
+use fle_shared::body::{form, render_path, FieldSelector, Seg, JSON_VALUE_TAG};
+use fle_shared::scan::{self, ScanItem};
+use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext};
+use zeroize::Zeroizing;
+
+use crate::engine::{decrypt_all, DecryptPolicy, RateLimiter};
+use crate::provider::{KeyProvider, ProviderError};
+
+/// How a document is encoded, which decides how plaintext is put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A JSON document (strict RFC 8259). Plaintext is re-escaped as a JSON string; a value the
+    /// edge encrypted from a number, boolean, null, object or array is restored as that JSON
+    /// value. Envelopes are found in the *unescaped* strings, so `\/`-escaping serialisers are
+    /// handled.
+    Json,
+    /// `application/x-www-form-urlencoded`: names and values are percent-decoded before the scan
+    /// and plaintext is percent-encoded.
+    Form,
+    /// Any text: each envelope is replaced by its plaintext as is (JSON values the edge
+    /// encrypted from non-strings by their JSON text).
+    Text,
+}
+
+impl FromStr for Mode {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Mode::Json),
+            "form" => Ok(Mode::Form),
+            "text" => Ok(Mode::Text),
+            _ => Err(UnknownName {
+                what: "mode",
+                expected: "json, form or text",
+            }),
+        }
+    }
+}
+
+/// What to do with an envelope that cannot be decrypted (or whose plaintext cannot be put
+/// back), for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Fail the whole document (the default): nothing partially decrypted is returned.
+    #[default]
+    Fail,
+    /// Leave the envelope as it is and report it.
+    Leave,
+    /// Replace the envelope with [`REDACTED`] and report it.
+    Redact,
+}
+
+impl FromStr for OnError {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fail" => Ok(OnError::Fail),
+            "leave" => Ok(OnError::Leave),
+            "redact" => Ok(OnError::Redact),
+            _ => Err(UnknownName {
+                what: "error policy",
+                expected: "fail, leave or redact",
+            }),
+        }
+    }
+}
+
+/// A [`Mode`] or [`OnError`] name that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what}: expected {expected}")]
+pub struct UnknownName {
+    what: &'static str,
+    expected: &'static str,
+}
+
+/// What [`OnError::Redact`] writes in place of an envelope.
+pub const REDACTED: &str = "[redacted]";
+
+/// Decrypts documents: a keyring (which markers name which keys), a [`KeyProvider`], the
+/// engine's rate limiter and retry policy, and optionally the fields envelopes may stand in.
+///
+/// Cheap to share: hold one per process (it is `Send + Sync`) and call
+/// [`Decryptor::decrypt`] from as many tasks as needed.
+#[derive(Clone)]
+pub struct Decryptor {
+    keyring: Arc<Keyring>,
+    provider: Arc<dyn KeyProvider>,
+    limiter: Arc<RateLimiter>,
+    policy: DecryptPolicy,
+    fields: Option<Arc<[FieldSelector]>>,
+}
+
+impl fmt::Debug for Decryptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decryptor")
+            .field("keys", &self.keyring.keys().len())
+            .field("policy", &self.policy)
+            .field("fields", &self.fields)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Decryptor {
+    /// A decryptor over `keyring` and `provider`, with the process-wide
+    /// [`RateLimiter::global`], the default [`DecryptPolicy`], and no field restriction.
+    pub fn new(keyring: impl Into<Arc<Keyring>>, provider: Arc<dyn KeyProvider>) -> Self {
+        Decryptor {
+            keyring: keyring.into(),
+            provider,
+            limiter: RateLimiter::global(),
+            policy: DecryptPolicy::default(),
+            fields: None,
+        }
+    }
+
+    /// Uses `limiter` instead of the process-wide one.
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Uses `policy` for concurrency and retries.
+    pub fn with_policy(mut self, policy: DecryptPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Decrypts only envelopes that stand whole in a string value these selectors select
+    /// (JSON: [`FieldSelector::matches`] on the value's path; form: the field name), as the edge
+    /// wrote them. Envelopes anywhere else are left encrypted and reported as
+    /// [`ProblemKind::MarkerInjection`]: a captured ciphertext pasted into a free-text field
+    /// by a client is never decrypted into it. Text mode has no fields: every envelope is
+    /// reported and left.
+    ///
+    /// Without this (the default, like the reference design) decryption is schema-blind:
+    /// every envelope anywhere is decrypted, so a client that can submit a victim's envelope in
+    /// any field that is later decrypted and shown to it can read the victim's value.
+    pub fn only_fields(mut self, fields: Vec<FieldSelector>) -> Self {
+        self.fields = Some(fields.into());
+        self
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Decrypts every envelope in `doc`. Under [`OnError::Fail`] the first problem (in
+    /// document order) fails the call; otherwise problems are applied and reported in
+    /// [`Decrypted::report`]. Marker-injection findings never fail a call: those envelopes
+    /// stay encrypted.
+    pub async fn decrypt(
+        &self,
+        doc: &str,
+        mode: Mode,
+        on_error: OnError,
+    ) -> Result<Decrypted, DocumentError> {
+        let scanner = self.keyring.scanner();
+        // 1. Sites whose decoded content contains a prefix.
+        let sites = match mode {
+            Mode::Text if scanner.contains_prefix(doc.as_bytes()) => vec![Site {
+                range: 0..doc.len(),
+                value: Cow::Borrowed(doc.as_bytes()),
+                kind: SiteKind::Text,
+                value_at: Some(0),
+                field: None,
+                allowed: self.fields.is_none(),
+            }],
+            Mode::Text => Vec::new(),
+            Mode::Json => self.json_sites(doc)?,
+            Mode::Form => self.form_sites(doc)?,
+        };
+
+        // 2. Every envelope of every site, and those to decrypt.
+        let mut hits = Vec::new();
+        for (s, site) in sites.iter().enumerate() {
+            for item in scanner.scan(&site.value) {
+                let span = item.span();
+                let (key, what) = match item {
+                    ScanItem::Envelope(found) => (found.key, Ok(found.envelope)),
+                    ScanItem::Malformed(bad) => (bad.key, Err(bad.problem)),
+                };
+                hits.push(Hit {
+                    site: s,
+                    span,
+                    key: self.keyring.get(key),
+                    what,
+                });
+            }
+        }
+        let wanted: Vec<(usize, (&KeyEntry, &Envelope))> = hits
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| sites[h.site].allowed)
+            .filter_map(|(i, h)| Some((i, (h.key?, h.what.as_ref().ok()?))))
+            .collect();
+        let items: Vec<_> = wanted.iter().map(|(_, item)| *item).collect();
+        let results = decrypt_all(&*self.provider, &self.limiter, &self.policy, &items).await;
+        let mut plain: Vec<Option<Result<Plaintext, ProviderError>>> = vec![None; hits.len()];
+        for ((i, _), result) in wanted.into_iter().zip(results) {
+            plain[i] = Some(result);
+        }
+
+        // 3. Render the sites and splice them in.
+        let mut report = Report {
+            envelopes: hits.iter().filter(|h| h.what.is_ok()).count(),
+            ..Report::default()
+        };
+        let mut out = Zeroizing::new(String::with_capacity(doc.len()));
+        let mut last = 0;
+        let mut hit = 0;
+        for (s, site) in sites.iter().enumerate() {
+            let end = hits[hit..]
+                .iter()
+                .position(|h| h.site != s)
+                .map_or(hits.len(), |n| hit + n);
+            let rendered = render(
+                site,
+                &hits[hit..end],
+                &mut plain[hit..end],
+                on_error,
+                &mut report,
+            )?;
+            hit = end;
+            out.push_str(&doc[last..site.range.start]);
+            match rendered {
+                Some(text) => out.push_str(&text),
+                None => out.push_str(&doc[site.range.clone()]),
+            }
+            last = site.range.end;
+        }
+        out.push_str(&doc[last..]);
+        Ok(Decrypted { text: out, report })
+    }
+
+    fn json_sites<'d>(&self, doc: &'d str) -> Result<Vec<Site<'d>>, DocumentError> {
+        let mut collect = JsonSites {
+            scanner: self.keyring.scanner(),
+            fields: self.fields.as_deref(),
+            sites: Vec::new(),
+        };
+        // The walker copies what it does not rewrite; the copy itself is not needed.
+        let mut copy = String::with_capacity(doc.len());
+        json::walk(doc, &mut collect, &mut copy)?;
+        Ok(collect.sites)
+    }
+
+    fn form_sites<'d>(&self, doc: &'d str) -> Result<Vec<Site<'d>>, DocumentError> {
+        let scanner = self.keyring.scanner();
+        let mut sites = Vec::new();
+        for pair in form::pairs(doc) {
+            let name = form::decode(pair.name, pair.offset)?;
+            let field = String::from_utf8_lossy(&name).into_owned();
+            if scanner.contains_prefix(&name) {
+                sites.push(Site {
+                    range: pair.offset..pair.offset + pair.name.len(),
+                    value_at: matches!(name, Cow::Borrowed(_)).then_some(pair.offset),
+                    value: name,
+                    kind: SiteKind::Form,
+                    field: Some(field.clone()),
+                    allowed: self.fields.is_none(),
+                });
+            }
+            let Some(raw) = pair.value else { continue };
+            let at = pair.value_offset();
+            let value = form::decode(raw, at)?;
+            if scanner.contains_prefix(&value) {
+                let path = [Seg::Key(Cow::Borrowed(field.as_str()))];
+                sites.push(Site {
+                    range: at..at + raw.len(),
+                    value_at: matches!(value, Cow::Borrowed(_)).then_some(at),
+                    value,
+                    kind: SiteKind::Form,
+                    allowed: self.allowed(&path),
+                    field: Some(field),
+                });
+            }
+        }
+        Ok(sites)
+    }
+
+    fn allowed(&self, path: &[Seg<'_>]) -> bool {
+        self.fields
+            .as_deref()
+            .is_none_or(|fields| fields.iter().any(|f| f.matches(path)))
+    }
+}
+
+/// The result of [`Decryptor::decrypt`].
+pub struct Decrypted {
+    /// The document with its envelopes replaced (zeroized on drop).
+    pub text: Zeroizing<String>,
+    /// What was found and done.
+    pub report: Report,
+}
+
+impl fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("text", &format_args!("{} bytes", self.text.len()))
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+/// What a call found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Well-formed envelopes found.
+    pub envelopes: usize,
+    /// Envelopes replaced by their plaintext.
+    pub decrypted: usize,
+    /// Envelopes left, redacted, or refused, in document order.
+    pub problems: Vec<Problem>,
+}
+
+/// One envelope that was not decrypted, and why. Never contains plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Byte offset in the document: of the envelope itself, or of the JSON string or form part
+    /// holding it when that is escaped or percent-encoded.
+    pub offset: usize,
+    /// The field's path (JSON) or name (form); `None` in text mode.
+    pub field: Option<String>,
+    /// The key the envelope's markers name.
+    pub key: Option<KeyId>,
+    /// What went wrong.
+    pub kind: ProblemKind,
+}
+
+/// What went wrong with one envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// A configured prefix that does not start a well-formed envelope.
+    #[error(transparent)]
+    Malformed(#[from] scan::Problem),
+    /// The provider could not decrypt it.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The plaintext is not UTF-8 text, which a JSON string or text cannot hold.
+    #[error("the plaintext is not UTF-8 text")]
+    NotUtf8,
+    /// A JSON value the edge encrypted from a non-string whose plaintext is not valid JSON, or
+    /// that does not stand as a whole JSON string value where it could be restored.
+    #[error("{0}")]
+    JsonValue(&'static str),
+    /// An envelope outside the fields decryption is restricted to: left encrypted.
+    #[error("envelope outside the configured fields (marker injection): left encrypted")]
+    MarkerInjection,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "envelope at byte {}", self.offset)?;
+        match (&self.field, &self.key) {
+            (Some(field), Some(key)) => write!(f, " (field {field}, key {key})")?,
+            (Some(field), None) => write!(f, " (field {field})")?,
+            (None, Some(key)) => write!(f, " (key {key})")?,
+            (None, None) => {}
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// Why a document could not be decrypted. Never contains plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    /// Not valid JSON (JSON mode).
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// Not valid form data (form mode).
+    #[error(transparent)]
+    Form(#[from] form::FormError),
+    /// An envelope failed under [`OnError::Fail`].
+    #[error(transparent)]
+    Envelope(Box<Problem>),
+}
+
+/// A part of the document whose decoded content holds at least one prefix.
+struct Site<'d> {
+    /// Where it is in the document (a JSON string with its quotes, a form part, or all text).
+    range: Range<usize>,
+    /// Its decoded content.
+    value: Cow<'d, [u8]>,
+    kind: SiteKind,
+    /// Where `value` stands in the document byte for byte, if it does (not escaped or
+    /// percent-encoded).
+    value_at: Option<usize>,
+    /// The field's rendered path or name.
+    field: Option<String>,
+    /// Whether envelopes here may be decrypted.
+    allowed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SiteKind {
+    /// A JSON string value (`name: false`) or member name.
+    Json {
+        name: bool,
+    },
+    Form,
+    Text,
+}
+
+struct Hit<'k> {
+    site: usize,
+    span: Range<usize>,
+    key: Option<&'k KeyEntry>,
+    what: Result<Envelope, scan::Problem>,
+}
+
+struct JsonSites<'a, 'd> {
+    scanner: &'a fle_shared::Scanner,
+    fields: Option<&'a [FieldSelector]>,
+    sites: Vec<Site<'d>>,
+}
+
+impl<'d> Visitor for JsonSites<'_, 'd> {
+    type Error = JsonError;
+
+    fn string(
+        &mut self,
+        path: &[Seg<'_>],
+        token: StringToken<'_>,
+        _out: &mut String,
+    ) -> Result<(), JsonError> {
+        if !self.scanner.contains_prefix(token.value.as_bytes()) {
+            return Ok(());
+        }
+        let allowed = match self.fields {
+            None => true,
+            Some(fields) => !token.is_name && fields.iter().any(|f| f.matches(path)),
+        };
+        let value_at = matches!(token.value, Cow::Borrowed(_)).then_some(token.offset + 1);
+        self.sites.push(Site {
+            range: token.offset..token.offset + token.raw.len(),
+            value: Cow::Owned(token.value.into_owned().into_bytes()),
+            kind: SiteKind::Json {
+                name: token.is_name,
+            },
+            value_at,
+            field: Some(render_path(path)),
+            allowed,
+        });
+        Ok(())
+    }
+}
+
+/// The new text of `site`, or `None` to keep it as it is.
+fn render(
+    site: &Site<'_>,
+    hits: &[Hit<'_>],
+    plain: &mut [Option<Result<Plaintext, ProviderError>>],
+    on_error: OnError,
+    report: &mut Report,
+) -> Result<Option<Zeroizing<String>>, DocumentError> {
+    let problem = |hit: &Hit<'_>, kind| Problem {
+        offset: site
+            .value_at
+            .map_or(site.range.start, |at| at + hit.span.start),
+        field: site.field.clone(),
+        key: hit.key.map(|k| k.id().clone()),
+        kind,
+    };
+    // Content of the site after substitution, as bytes; and whether it became a JSON value.
+    let mut content = Zeroizing::new(Vec::with_capacity(site.value.len()));
+    let mut json_value = false;
+    let mut changed = false;
+    let mut last = 0;
+    for (hit, result) in hits.iter().zip(plain.iter_mut()) {
+        content.extend_from_slice(&site.value[last..hit.span.start]);
+        last = hit.span.end;
+        let original = &site.value[hit.span.clone()];
+        let outcome = match (&hit.what, result.take()) {
+            (Err(bad), _) => Err(ProblemKind::Malformed(bad.clone())),
+            (Ok(_), None) => Err(ProblemKind::MarkerInjection),
+            (Ok(_), Some(Err(e))) => Err(ProblemKind::Provider(e)),
+            (Ok(_), Some(Ok(pt))) => {
+                let whole = hit.span == (0..site.value.len());
+                placed(site.kind, whole, &pt).map(|is_value| (pt, is_value))
+            }
+        };
+        match outcome {
+            Ok((pt, is_value)) => {
+                let bytes = pt.as_bytes();
+                content.extend_from_slice(if is_value { &bytes[1..] } else { bytes });
+                json_value |= is_value && matches!(site.kind, SiteKind::Json { .. });
+                changed = true;
+                report.decrypted += 1;
+            }
+            Err(ProblemKind::MarkerInjection) => {
+                content.extend_from_slice(original);
+                report
+                    .problems
+                    .push(problem(hit, ProblemKind::MarkerInjection));
+            }
+            Err(kind) => {
+                let p = problem(hit, kind);
+                match on_error {
+                    OnError::Fail => return Err(DocumentError::Envelope(Box::new(p))),
+                    OnError::Leave => content.extend_from_slice(original),
+                    OnError::Redact => {
+                        content.extend_from_slice(REDACTED.as_bytes());
+                        changed = true;
+                    }
+                }
+                report.problems.push(p);
+            }
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    content.extend_from_slice(&site.value[last..]);
+    let mut text = Zeroizing::new(String::with_capacity(content.len() + 2));
+    match site.kind {
+        SiteKind::Form => form::encode_into(&content, &mut text),
+        SiteKind::Json { .. } | SiteKind::Text => {
+            // Every piece is UTF-8: the site's own text, UTF-8-checked plaintext, REDACTED.
+            let content = std::str::from_utf8(&content).map_err(|_| {
+                DocumentError::Envelope(Box::new(Problem {
+                    offset: site.range.start,
+                    field: site.field.clone(),
+                    key: None,
+                    kind: ProblemKind::NotUtf8,
+                }))
+            })?;
+            if json_value || !matches!(site.kind, SiteKind::Json { .. }) {
+                text.push_str(content);
+            } else {
+                json::push_string(content, &mut text);
+            }
+        }
+    }
+    Ok(Some(text))
+}
+
+/// Whether `pt` can stand where the envelope stood, and whether it is a tagged JSON value to
+/// be restored as such (its first byte then dropped).
+fn placed(kind: SiteKind, whole: bool, pt: &Plaintext) -> Result<bool, ProblemKind> {
+    let bytes = pt.as_bytes();
+    if bytes.first() == Some(&JSON_VALUE_TAG) {
+        let restorable = match kind {
+            SiteKind::Json { name } => whole && !name,
+            SiteKind::Text => true,
+            SiteKind::Form => false,
+        };
+        if !restorable {
+            return Err(ProblemKind::JsonValue(
+                "a JSON value's envelope does not stand alone as a string value",
+            ));
+        }
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes[1..]).is_err() {
+            return Err(ProblemKind::JsonValue(
+                "the plaintext of a JSON value's envelope is not valid JSON",
+            ));
+        }
+        return Ok(true);
+    }
+    if kind != SiteKind::Form && std::str::from_utf8(bytes).is_err() {
+        return Err(ProblemKind::NotUtf8);
+    }
+    Ok(false)
+}

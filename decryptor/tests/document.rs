@@ -1,0 +1,282 @@
+//! Whole-document decryption (JSON, form, text) of what the edge writes, with a local key
+//! behind a counting provider standing in for KMS: types restored, strings re-escaped, the
+//! reference design's two defects impossible, error policies, positions, no plaintext in errors.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use fle_decryptor::{
+    DecryptFuture, Decryptor, DocumentError, KeyProvider, LocalKeyProvider, Mode, OnError,
+    ProblemKind, REDACTED,
+};
+use fle_edge_encryptor::config::BodyKind;
+use fle_edge_encryptor::EdgeEncryptor;
+use fle_shared::body::FieldSelector;
+use fle_shared::{backend, Envelope, KeyEntry, OaepPrivateKey};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+const KEYRING: &str = "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
+                       [[keys]]\nid = \"02\"\npublic_key = \"tests/fixtures/keys/rsa-3072.pub.pem\"\n";
+
+fn edge(fields: &str) -> EdgeEncryptor {
+    let toml = format!("{KEYRING}[edge]\nkey = \"01\"\nfields = {fields}\n");
+    EdgeEncryptor::from_toml_str(&toml, root(), backend::default_backend()).unwrap()
+}
+
+/// The KMS stand-in: a local key, counting calls.
+struct Counting {
+    inner: LocalKeyProvider,
+    calls: AtomicUsize,
+}
+
+impl KeyProvider for Counting {
+    fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.decrypt(key, envelope)
+    }
+}
+
+/// A decryptor holding only key 01's private key (key 02's envelopes fail: not configured).
+fn decryptor(edge: &EdgeEncryptor) -> (Decryptor, Arc<Counting>) {
+    let pem = std::fs::read_to_string(root().join("keys/demo-01.key.pem")).unwrap();
+    let key = OaepPrivateKey::from_pem(&pem).unwrap();
+    let provider = Arc::new(Counting {
+        inner: LocalKeyProvider::new(vec![("01".parse().unwrap(), key)]),
+        calls: AtomicUsize::new(0),
+    });
+    let d = Decryptor::new(edge.keyring().clone(), provider.clone());
+    (d, provider)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn encrypt_json(edge: &EdgeEncryptor, doc: &str) -> String {
+    edge.encrypt_body(BodyKind::Json, doc).unwrap().0
+}
+
+#[test]
+fn json_values_come_back_with_their_types_and_escapes() {
+    let edge = edge(r#"["name", "n", "ok", "nil", "obj", "arr", "f"]"#);
+    let doc = r##"{"name": "Jo \"JJ\" O'Neil \\ \u00e9\n", "n": -1.50e3, "ok": true, "nil": null,
+                 "obj": {"a": [1, {"b": "x\"y"}]}, "arr": [], "f": 0, "keep": "#not-a-marker"}"##;
+    let encrypted = encrypt_json(&edge, doc);
+    assert_eq!(encrypted.matches("#01#").count(), 7);
+    let (d, calls) = decryptor(&edge);
+    let out = block_on(d.decrypt(&encrypted, Mode::Json, OnError::Fail)).unwrap();
+    let back: Value = serde_json::from_str(&out.text).expect("valid JSON (defect 1 impossible)");
+    assert_eq!(back, serde_json::from_str::<Value>(doc).unwrap());
+    assert_eq!(back["n"].as_f64(), Some(-1500.0));
+    assert_eq!(out.report.envelopes, 7);
+    assert_eq!(out.report.decrypted, 7);
+    assert!(out.report.problems.is_empty());
+    assert_eq!(calls.calls.load(Ordering::SeqCst), 7);
+}
+
+#[test]
+fn envelopes_behind_escaped_slashes_and_duplicates() {
+    let edge = edge(r#"["ssn"]"#);
+    let encrypted = encrypt_json(&edge, r#"{"ssn": "123-45-6789"}"#);
+    let envelope = &encrypted[9..encrypted.len() - 2];
+    // A PHP-style serialiser escapes '/' in base64; the same envelope three times.
+    let escaped = envelope.replace('/', "\\/");
+    let doc = format!(r#"[{{"ssn": "{escaped}"}}, {{"ssn": "{envelope}"}}, "{envelope}"]"#);
+    let (d, calls) = decryptor(&edge);
+    let out = block_on(d.decrypt(&doc, Mode::Json, OnError::Fail)).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.text).unwrap(),
+        json!([{"ssn": "123-45-6789"}, {"ssn": "123-45-6789"}, "123-45-6789"])
+    );
+    assert_eq!(
+        calls.calls.load(Ordering::SeqCst),
+        1,
+        "duplicates decrypt once"
+    );
+    assert_eq!(out.report.decrypted, 3);
+}
+
+#[test]
+fn marker_injection_is_refused_when_fields_are_configured() {
+    let edge = edge(r#"["ssn"]"#);
+    let victim = encrypt_json(&edge, r#"{"ssn": "123-45-6789"}"#);
+    let stolen = &victim[9..victim.len() - 2];
+    let attack = format!(r#"{{"ssn": "{stolen}", "comment": "{stolen}", "{stolen}": 1}}"#);
+
+    // Schema-blind (the default, like the reference): the comment gets the victim's SSN.
+    let (blind, _) = decryptor(&edge);
+    let out = block_on(blind.decrypt(&attack, Mode::Json, OnError::Fail)).unwrap();
+    assert_eq!(out.text.matches("123-45-6789").count(), 3);
+
+    // Restricted to the configured fields: only $.ssn is decrypted; the rest are reported.
+    let (d, _) = decryptor(&edge);
+    let d = d.only_fields(vec![FieldSelector::parse("ssn").unwrap()]);
+    let out = block_on(d.decrypt(&attack, Mode::Json, OnError::Fail)).unwrap();
+    let v: Value = serde_json::from_str(&out.text).unwrap();
+    assert_eq!(v["ssn"], "123-45-6789");
+    assert_eq!(v["comment"], stolen);
+    assert_eq!(v[stolen], 1);
+    let kinds: Vec<_> = out
+        .report
+        .problems
+        .iter()
+        .map(|p| (&p.kind, p.field.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (&ProblemKind::MarkerInjection, Some("$.comment")),
+            (&ProblemKind::MarkerInjection, Some("$")),
+        ]
+    );
+    assert_eq!(
+        out.report.problems[0].offset,
+        attack.find(r#""comment": ""#).unwrap() + 12
+    );
+}
+
+#[test]
+fn error_policies_report_position_and_key_never_plaintext() {
+    // Key 02's private key is not held: its envelopes cannot be decrypted.
+    let toml = format!(
+        "{KEYRING}[edge]\nkey = \"01\"\nfields = [\"a\", {{ name = \"b\", key = \"02\" }}]\n"
+    );
+    let edge = EdgeEncryptor::from_toml_str(&toml, root(), backend::default_backend()).unwrap();
+    let encrypted = encrypt_json(&edge, r#"{"a": "secret-a", "b": "secret-b"}"#);
+    let b_at = encrypted.find("#02#").unwrap();
+    let (d, _) = decryptor(&edge);
+
+    let err = block_on(d.decrypt(&encrypted, Mode::Json, OnError::Fail)).unwrap_err();
+    let DocumentError::Envelope(problem) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(problem.offset, b_at);
+    assert_eq!(problem.key.as_ref().map(|k| k.as_str()), Some("02"));
+    assert_eq!(problem.field.as_deref(), Some("$.b"));
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("byte {b_at}")) && message.contains("key 02"),
+        "{message}"
+    );
+    assert!(!message.contains("secret"), "{message}");
+
+    let left = block_on(d.decrypt(&encrypted, Mode::Json, OnError::Leave)).unwrap();
+    let v: Value = serde_json::from_str(&left.text).unwrap();
+    assert_eq!(v["a"], "secret-a");
+    assert!(v["b"].as_str().unwrap().starts_with("#02#"));
+    assert_eq!(left.report.problems.len(), 1);
+    assert!(matches!(
+        left.report.problems[0].kind,
+        ProblemKind::Provider(_)
+    ));
+
+    let redacted = block_on(d.decrypt(&encrypted, Mode::Json, OnError::Redact)).unwrap();
+    let v: Value = serde_json::from_str(&redacted.text).unwrap();
+    assert_eq!(v, json!({"a": "secret-a", "b": REDACTED}));
+    assert_eq!(redacted.report.decrypted, 1);
+}
+
+#[test]
+fn malformed_envelopes_and_misplaced_values() {
+    let edge = edge(r#"["n"]"#);
+    let encrypted = encrypt_json(&edge, r#"{"n": 42}"#);
+    let envelope = &encrypted[7..encrypted.len() - 2];
+    let (d, _) = decryptor(&edge);
+
+    // A JSON value's envelope inside a longer string cannot be restored as a value.
+    let doc = format!(r#"{{"n": "x{envelope}"}}"#);
+    let err = block_on(d.decrypt(&doc, Mode::Json, OnError::Fail)).unwrap_err();
+    assert!(err.to_string().contains("does not stand alone"), "{err}");
+    // In text mode it is its JSON text.
+    let out = block_on(d.decrypt(&format!("n={envelope};"), Mode::Text, OnError::Fail)).unwrap();
+    assert_eq!(&*out.text, "n=42;");
+
+    // Truncated: fails, or is left as is.
+    let doc = format!(r#"{{"n": "{}"}}"#, &envelope[..100]);
+    let err = block_on(d.decrypt(&doc, Mode::Json, OnError::Fail)).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    let out = block_on(d.decrypt(&doc, Mode::Json, OnError::Leave)).unwrap();
+    assert_eq!(*out.text, doc);
+
+    // Not JSON at all.
+    assert!(matches!(
+        block_on(d.decrypt("{\"n\": 1,}", Mode::Json, OnError::Leave)),
+        Err(DocumentError::Json(_))
+    ));
+}
+
+#[test]
+fn form_and_text_modes() {
+    let edge = edge(r#"["card", "name"]"#);
+    let body = "name=Jo+%22JJ%22+O%27Neil&card=4111+1111&x=%23";
+    let (encrypted, n) = edge.encrypt_body(BodyKind::Form, body).unwrap();
+    assert_eq!(n, 2);
+    assert!(encrypted.contains("%2301%23"));
+    let (d, _) = decryptor(&edge);
+    let out = block_on(d.decrypt(&encrypted, Mode::Form, OnError::Fail)).unwrap();
+    assert_eq!(&*out.text, body);
+
+    // Text: envelopes anywhere, plaintext as is (the caller asked for raw text).
+    let json_body = encrypt_json(&edge, r#"{"name": "a\"b"}"#);
+    let envelope = &json_body[10..json_body.len() - 2];
+    let text = format!("log line {envelope} and {envelope}\n");
+    let out = block_on(d.decrypt(&text, Mode::Text, OnError::Fail)).unwrap();
+    assert_eq!(&*out.text, "log line a\"b and a\"b\n");
+    assert!(matches!(
+        block_on(d.decrypt("a=%zz&b=#01#", Mode::Form, OnError::Fail)),
+        Err(DocumentError::Form(_))
+    ));
+}
+
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|n| json!(n)),
+        "[ -~\\u{80}-\\u{10ffff}\"\\\\\\n]{0,20}".prop_map(Value::String),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the edge encrypts comes back equal as JSON.
+    #[test]
+    fn edge_then_decryptor_is_identity(
+        values in prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![
+                    json_leaf(),
+                    prop::collection::vec(json_leaf(), 0..3).prop_map(Value::Array),
+                ],
+                6,
+            ),
+            1..4,
+        )
+    ) {
+        let names = ["fname", "lname", "email", "ssn", "dob", "other"];
+        let doc: Vec<Value> = values
+            .into_iter()
+            .map(|v| Value::Object(names.iter().map(|n| n.to_string()).zip(v).collect()))
+            .collect();
+        let doc = serde_json::to_string_pretty(&doc).unwrap();
+        let edge = edge(r#"["fname", "lname", "email", "ssn", "dob"]"#);
+        let encrypted = encrypt_json(&edge, &doc);
+        let (d, _) = decryptor(&edge);
+        let out = block_on(d.decrypt(&encrypted, Mode::Json, OnError::Fail)).unwrap();
+        prop_assert_eq!(
+            serde_json::from_str::<Value>(&out.text).unwrap(),
+            serde_json::from_str::<Value>(&doc).unwrap()
+        );
+    }
+}
