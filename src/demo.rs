@@ -1,11 +1,13 @@
 //! `fle demo`: the whole round trip on built-in defaults.
 
-use std::io::Write;
-
 use anyhow::{bail, Context};
 use base64::Engine;
-use fle_edge_encryptor::{EdgeConfig, EdgeEncryptor, Outcome, JSON_VALUE_TAG};
-use fle_shared::{KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey, ScanItem};
+use std::io::Write;
+use std::sync::Arc;
+
+use fle_decryptor::{Decryptor, LocalKeyProvider, Mode, OnError};
+use fle_edge_encryptor::{EdgeConfig, EdgeEncryptor, Outcome};
+use fle_shared::{KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey};
 use serde_json::Value;
 
 use crate::BackendChoice;
@@ -64,13 +66,19 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 
     let body = request["body"]["data"].as_str().context("forwarded body")?;
     let private = OaepPrivateKey::from_pem(DEMO_PRIVATE_KEY_PEM).context("demo private key")?;
-    let decrypted = decrypt_json(edge.keyring(), &private, body)?;
+    let provider = LocalKeyProvider::new(vec![(fle_shared::demo::DEMO_KEY_ID.parse()?, private)]);
+    let decryptor = Decryptor::new(edge.keyring().clone(), Arc::new(provider));
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let decrypted = runtime
+        .block_on(decryptor.decrypt(body, Mode::Json, OnError::Fail))?
+        .text;
     writeln!(
         out,
-        "\n3. Its body decrypted back with the demo private key:\n{decrypted}"
+        "\n3. Its body decrypted back with the demo private key:\n{}",
+        decrypted.as_str()
     )?;
 
-    if decrypted != original {
+    if *decrypted != original {
         bail!("round trip changed the body");
     }
     writeln!(
@@ -78,38 +86,6 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "\nRound trip OK: the decrypted body is byte for byte the body the viewer sent."
     )?;
     Ok(())
-}
-
-/// Replaces each envelope in a JSON text with its plaintext: re-escaped as JSON string content,
-/// or, for values the edge encrypted from another JSON type, the JSON value in place of the string.
-/// (The KMS decryptor library will do this for real services.)
-fn decrypt_json(keyring: &Keyring, private: &OaepPrivateKey, text: &str) -> anyhow::Result<String> {
-    let mut result = String::with_capacity(text.len());
-    let mut last = 0;
-    for item in keyring.scanner().scan_str(text) {
-        let found = match item {
-            ScanItem::Envelope(found) => found,
-            ScanItem::Malformed(bad) => {
-                bail!("malformed envelope at {:?}: {}", bad.span, bad.problem)
-            }
-        };
-        let plaintext = private.decrypt_envelope(&found.envelope)?;
-        let value = plaintext.as_str().context("decrypted value is not UTF-8")?;
-        let (start, end) = (found.span.start, found.span.end);
-        if let Some(json) = value.strip_prefix(char::from(JSON_VALUE_TAG)) {
-            serde_json::from_str::<Value>(json).context("decrypted JSON value")?;
-            result.push_str(&text[last..start - 1]);
-            result.push_str(json);
-            last = end + 1;
-        } else {
-            let quoted = serde_json::to_string(value)?;
-            result.push_str(&text[last..start]);
-            result.push_str(&quoted[1..quoted.len() - 1]);
-            last = end;
-        }
-    }
-    result.push_str(&text[last..]);
-    Ok(result)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod decrypt_cmd;
 mod demo;
 mod edge_cmd;
 
@@ -44,6 +45,19 @@ enum Command {
     ///
     /// Example: fle bundle-config --config fle.toml > bundled.toml
     BundleConfig(edge_cmd::BundleConfigArgs),
+    /// Decrypt every envelope in a document: stdin to stdout, plaintext put back encoded for where it stands.
+    ///
+    /// Exit status: 0 all decrypted; 1 the input was refused (--on-error fail); 2 usage,
+    /// configuration or I/O error; 3 written, with envelopes left, redacted or refused (one
+    /// line each on stderr, never plaintext).
+    ///
+    /// Examples:
+    ///   fle decrypt --private-key keys/demo-01.key.pem < body.json
+    ///   fle decrypt --kms-key-id arn:aws:kms:eu-west-1:111122223333:key/1234abcd-... < body.json
+    ///   fle decrypt --kms-key-id alias/fle --kms-endpoint http://127.0.0.1:4566 --region us-east-1 --mode text < app.log
+    ///   fle decrypt --config fle.toml --mode form --on-error redact < form.txt
+    #[command(verbatim_doc_comment)]
+    Decrypt(decrypt_cmd::DecryptArgs),
 }
 
 /// A crypto backend, by name.
@@ -64,29 +78,45 @@ impl BackendChoice {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Demo(args) => demo::run(&args, &mut std::io::stdout().lock()),
-        Command::EncryptEvent(args) => edge_cmd::encrypt_event(
-            &args,
-            &mut std::io::stdin().lock(),
-            &mut std::io::stdout().lock(),
-        )
-        .map(|_| ()),
-        Command::Encrypt(args) => edge_cmd::encrypt(
-            &args,
-            &mut std::io::stdin().lock(),
-            &mut std::io::stdout().lock(),
+        Command::Demo(args) => done(demo::run(&args, &mut std::io::stdout().lock())),
+        Command::EncryptEvent(args) => done(
+            edge_cmd::encrypt_event(
+                &args,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            )
+            .map(|_| ()),
         ),
-        Command::BundleConfig(args) => {
-            edge_cmd::bundle_config(&args, &mut std::io::stdout().lock())
-        }
+        Command::Encrypt(args) => done(edge_cmd::encrypt(
+            &args,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )),
+        Command::BundleConfig(args) => done(edge_cmd::bundle_config(
+            &args,
+            &mut std::io::stdout().lock(),
+        )),
+        Command::Decrypt(args) => decrypt_cmd::run(
+            &args,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )
+        .map(|ended| match ended {
+            decrypt_cmd::Ended::Clean => ExitCode::SUCCESS,
+            decrypt_cmd::Ended::WithProblems => ExitCode::from(3),
+        }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("fle: {e:#}");
             // 1: the input was refused; 2: bad usage, configuration or I/O.
-            if e.downcast_ref::<fle_edge_encryptor::BodyError>().is_some() {
+            if e.downcast_ref::<fle_edge_encryptor::BodyError>().is_some()
+                || e.downcast_ref::<fle_decryptor::DocumentError>().is_some()
+            {
                 ExitCode::from(1)
             } else {
                 ExitCode::from(2)

@@ -2,40 +2,333 @@
 
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::EncryptionAlgorithmSpec;
-use fle_shared::{Envelope, KeyEntry, KeyId, Plaintext};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::SdkConfig;
+use aws_sdk_kms::types::{EncryptionAlgorithmSpec, KeyUsageType};
+use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext, RsaPublicKey};
+use zeroize::Zeroizing;
 
 use crate::provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};
 
 /// Decrypts through AWS KMS. The `KeyId` sent is always the `kms_key_id` the keyring configures
 /// for the envelope's key (never derived from the ciphertext), and the algorithm always
 /// `RSAES_OAEP_SHA_256`.
+///
+/// Each key can have its own client ([`KmsKeyProvider::for_keyring`]): its region (taken from
+/// the key ARN unless set), endpoint, and credentials (optionally an assumed role).
 #[derive(Debug, Clone)]
 pub struct KmsKeyProvider {
-    client: aws_sdk_kms::Client,
+    default: aws_sdk_kms::Client,
+    per_key: HashMap<KeyId, aws_sdk_kms::Client>,
 }
 
 impl KmsKeyProvider {
-    /// A provider over an existing KMS client (endpoint, region, credentials and retry policy are
-    /// the client's).
+    /// A provider over an existing KMS client for every key (endpoint, region, credentials and
+    /// retry policy are the client's; turn the SDK's retries off, the engine retries).
     pub fn new(client: aws_sdk_kms::Client) -> Self {
-        KmsKeyProvider { client }
+        KmsKeyProvider {
+            default: client,
+            per_key: HashMap::new(),
+        }
     }
 
     /// A provider over the default AWS configuration chain (environment, profile, IMDS, ...),
-    /// with an optional region and endpoint override (LocalStack, VPC endpoints).
+    /// with an optional region and endpoint override (LocalStack, VPC endpoints). One client for
+    /// every key; the SDK's own retries are off.
     pub async fn from_env(region: Option<String>, endpoint_url: Option<String>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let shared = loader.load().await;
-        let mut config = aws_sdk_kms::config::Builder::from(&shared);
-        if let Some(url) = endpoint_url {
-            config = config.endpoint_url(url);
-        }
-        Self::new(aws_sdk_kms::Client::from_conf(config.build()))
+        let settings = KmsSettings {
+            region,
+            endpoint_url,
+            assume_role: None,
+        };
+        let shared = settings.sdk_config(None).await;
+        Self::new(aws_sdk_kms::Client::from_conf(kms_builder(&shared).build()))
     }
+
+    /// A provider with one client per key of `keyring` that has a `kms_key_id`: settings from
+    /// `settings.key(id)`, the region from the key's ARN when the settings name none, and the
+    /// role assumed first when configured (credentials refreshed automatically before they
+    /// expire). Keys that share settings and region share a client.
+    pub async fn for_keyring(
+        keyring: &Keyring,
+        settings: &KmsConfig,
+    ) -> Result<Self, KmsSettingsError> {
+        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let mut default = None;
+        let mut per_key = HashMap::new();
+        let mut shared: Vec<(KmsSettings, Option<String>, aws_sdk_kms::Client)> = Vec::new();
+        for entry in keyring.keys() {
+            let Some(kms_key_id) = entry.kms_key_id() else {
+                continue;
+            };
+            let key_settings = settings.key(entry.id());
+            let region = key_settings
+                .region
+                .clone()
+                .or_else(|| region_from_arn(kms_key_id).map(str::to_owned));
+            if let Some((_, _, client)) = shared
+                .iter()
+                .find(|(s, r, _)| s == &key_settings && r == &region)
+            {
+                per_key.insert(entry.id().clone(), client.clone());
+                continue;
+            }
+            let resolved = KmsSettings {
+                region: region.clone(),
+                ..key_settings.clone()
+            };
+            let sdk = resolved.sdk_config(Some(&base)).await;
+            let client = client_for(&sdk, &resolved).await?;
+            default.get_or_insert_with(|| client.clone());
+            per_key.insert(entry.id().clone(), client.clone());
+            shared.push((key_settings, region, client));
+        }
+        let default = match default {
+            Some(client) => client,
+            None => aws_sdk_kms::Client::new(&base),
+        };
+        Ok(KmsKeyProvider { default, per_key })
+    }
+
+    /// The client used for `key`.
+    pub fn client(&self, key: &KeyId) -> &aws_sdk_kms::Client {
+        self.per_key.get(key).unwrap_or(&self.default)
+    }
+
+    /// Fetches the public key of a KMS key (`GetPublicKey`) and checks that it can be used for
+    /// fle: key usage `ENCRYPT_DECRYPT` with `RSAES_OAEP_SHA_256` among its algorithms, RSA of
+    /// 2048 bits or more.
+    pub async fn public_key(
+        client: &aws_sdk_kms::Client,
+        kms_key_id: &str,
+    ) -> Result<RsaPublicKey, KmsSettingsError> {
+        let out = client
+            .get_public_key()
+            .key_id(kms_key_id)
+            .send()
+            .await
+            .map_err(|e| KmsSettingsError::GetPublicKey {
+                key_id: kms_key_id.to_owned(),
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        let refuse = |why: String| KmsSettingsError::Unusable {
+            key_id: kms_key_id.to_owned(),
+            why,
+        };
+        if out.key_usage() != Some(&KeyUsageType::EncryptDecrypt) {
+            return Err(refuse(format!(
+                "key usage is {}, not ENCRYPT_DECRYPT",
+                out.key_usage().map_or("unknown", |u| u.as_str())
+            )));
+        }
+        if !out
+            .encryption_algorithms()
+            .contains(&EncryptionAlgorithmSpec::RsaesOaepSha256)
+        {
+            return Err(refuse(
+                "RSAES_OAEP_SHA_256 is not among its algorithms".into(),
+            ));
+        }
+        let der = out
+            .public_key()
+            .ok_or_else(|| refuse("KMS returned no public key".into()))?;
+        RsaPublicKey::from_spki_der(der.as_ref()).map_err(|e| refuse(e.to_string()))
+    }
+}
+
+/// The region of a KMS key or alias ARN (`arn:aws:kms:REGION:ACCOUNT:key/...`).
+///
+/// ```
+/// use fle_decryptor::kms::region_from_arn;
+/// assert_eq!(region_from_arn("arn:aws:kms:eu-west-1:111122223333:key/1234"), Some("eu-west-1"));
+/// assert_eq!(region_from_arn("alias/fle"), None);
+/// ```
+pub fn region_from_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_partition), Some("kms"), Some(region)) if !region.is_empty() => {
+            Some(region)
+        }
+        _ => None,
+    }
+}
+
+/// How to reach KMS for a key: region, endpoint, and a role to assume first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KmsSettings {
+    /// Region; default: the key ARN's, else the environment's.
+    pub region: Option<String>,
+    /// Endpoint override (LocalStack, VPC endpoints); also used for STS when a role is assumed.
+    pub endpoint_url: Option<String>,
+    /// A role to assume before calling KMS (cross-account keys).
+    pub assume_role: Option<AssumeRole>,
+}
+
+/// An IAM role to assume (STS `AssumeRole`) for a key in another account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    /// The role's ARN.
+    pub role_arn: String,
+    /// Where the external ID comes from, if the role's trust policy requires one.
+    pub external_id: Option<SecretSource>,
+    /// The role session name (default `fle-decryptor`).
+    pub session_name: Option<String>,
+}
+
+/// Where a secret is read from. Never the secret itself: configuration files stay free of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable's value.
+    Env(String),
+    /// A file's content (surrounding whitespace trimmed).
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// Reads the secret.
+    pub fn read(&self) -> Result<Zeroizing<String>, KmsSettingsError> {
+        let value = match self {
+            SecretSource::Env(var) => std::env::var(var).map(Zeroizing::new).map_err(|_| {
+                KmsSettingsError::Secret(format!("environment variable {var} is not set"))
+            })?,
+            SecretSource::File(path) => {
+                Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    KmsSettingsError::Secret(format!("cannot read {}: {e}", path.display()))
+                })?)
+            }
+        };
+        let trimmed = Zeroizing::new(value.trim().to_owned());
+        if trimmed.is_empty() {
+            return Err(KmsSettingsError::Secret(format!("{self} is empty")));
+        }
+        Ok(trimmed)
+    }
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(var) => write!(f, "environment variable {var}"),
+            SecretSource::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// Settings for every key: defaults, and overrides per key id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KmsConfig {
+    /// For keys without their own entry.
+    pub default: KmsSettings,
+    /// Per key: replaces the default's fields it sets.
+    pub keys: HashMap<KeyId, KmsSettings>,
+}
+
+impl KmsConfig {
+    /// The settings of `key`: its own fields over the defaults.
+    pub fn key(&self, key: &KeyId) -> KmsSettings {
+        let Some(own) = self.keys.get(key) else {
+            return self.default.clone();
+        };
+        KmsSettings {
+            region: own.region.clone().or_else(|| self.default.region.clone()),
+            endpoint_url: own
+                .endpoint_url
+                .clone()
+                .or_else(|| self.default.endpoint_url.clone()),
+            assume_role: own
+                .assume_role
+                .clone()
+                .or_else(|| self.default.assume_role.clone()),
+        }
+    }
+}
+
+/// Why KMS clients could not be set up, or a KMS key cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsSettingsError {
+    /// A secret (the external ID) could not be read. Names where it was looked for, never it.
+    #[error("external ID: {0}")]
+    Secret(String),
+    /// `GetPublicKey` failed.
+    #[error("KMS GetPublicKey for {key_id} failed: {message}")]
+    GetPublicKey {
+        /// The KMS key id asked for.
+        key_id: String,
+        /// KMS's answer.
+        message: String,
+    },
+    /// The KMS key cannot be used by fle.
+    #[error("KMS key {key_id} cannot be used: {why}")]
+    Unusable {
+        /// The KMS key id.
+        key_id: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl KmsSettings {
+    /// The SDK configuration: `base` (or the default chain) with this region and endpoint.
+    async fn sdk_config(&self, base: Option<&SdkConfig>) -> SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        } else if let Some(region) = base.and_then(SdkConfig::region) {
+            loader = loader.region(region.clone());
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(credentials) = base.and_then(SdkConfig::credentials_provider) {
+            loader = loader.credentials_provider(credentials);
+        }
+        loader.load().await
+    }
+}
+
+/// KMS client settings over `sdk`: retries off (the engine retries), bounded timeouts.
+fn kms_builder(sdk: &SdkConfig) -> aws_sdk_kms::config::Builder {
+    aws_sdk_kms::config::Builder::from(sdk)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+}
+
+/// A KMS client for `sdk`: retries off (the engine retries, under its rate limit), bounded
+/// timeouts, and the role assumed first if `settings` says so.
+async fn client_for(
+    sdk: &SdkConfig,
+    settings: &KmsSettings,
+) -> Result<aws_sdk_kms::Client, KmsSettingsError> {
+    let mut config = kms_builder(sdk);
+    if let Some(role) = &settings.assume_role {
+        let mut builder = aws_config::sts::AssumeRoleProvider::builder(role.role_arn.clone())
+            .session_name(
+                role.session_name
+                    .clone()
+                    .unwrap_or_else(|| "fle-decryptor".into()),
+            )
+            .configure(sdk);
+        if let Some(source) = &role.external_id {
+            // The SDK keeps its own copy for refreshes; ours is zeroized here.
+            let external_id = source.read()?;
+            builder = builder.external_id(external_id.as_str());
+        }
+        config = config.credentials_provider(builder.build().await);
+    }
+    Ok(aws_sdk_kms::Client::from_conf(config.build()))
 }
 
 impl KeyProvider for KmsKeyProvider {
@@ -63,7 +356,7 @@ impl KeyProvider for KmsKeyProvider {
                 }
             };
             let output = self
-                .client
+                .client(id)
                 .decrypt()
                 .key_id(kms_key_id)
                 .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)

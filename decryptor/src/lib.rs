@@ -35,17 +35,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod config;
 mod document;
 mod engine;
-mod kms;
+pub mod kms;
 mod local;
 mod provider;
 
+pub use config::{DecryptConfig, DecryptConfigError};
 pub use document::{
     Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind, Report, UnknownName,
     REDACTED,
 };
 pub use engine::{decrypt_all, DecryptPolicy, RateLimiter, DEFAULT_RATE_PER_SECOND};
-pub use kms::KmsKeyProvider;
+pub use kms::{AssumeRole, KmsConfig, KmsKeyProvider, KmsSettings, KmsSettingsError, SecretSource};
 pub use local::LocalKeyProvider;
 pub use provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};

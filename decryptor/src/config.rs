@@ -1,0 +1,263 @@
+//! The `[decrypt]` table of the configuration file: how the CLI and the decrypt Lambda decrypt,
+//! and how they reach KMS for each key.
+//!
+//! Every setting is optional; the keys and their `kms_key_id`s come from the `[[keys]]` of the
+//! same file:
+//!
+//! ```toml
+//! [decrypt]
+//! mode = "json"                      # json | form | text (default json)
+//! on_error = "fail"                  # fail | leave | redact (default fail)
+//! fields = ["ssn", "$.card.number"]  # decrypt only here; envelopes elsewhere are reported
+//! region = "eu-west-1"               # default: from each key's ARN, else the environment's
+//! endpoint = "https://vpce-...kms.eu-west-1.vpce.amazonaws.com"   # LocalStack, VPC endpoints
+//! concurrency = 16                   # KMS calls in flight per document
+//! rate_per_second = 400              # process-wide KMS call rate
+//!
+//! [decrypt.keys."02"]                # per key: a key in another account, through a role
+//! role_arn = "arn:aws:iam::444455556666:role/fle-decrypt"
+//! external_id_env = "FLE_EXTERNAL_ID"   # or external_id_file = "/run/secrets/external-id"
+//! session_name = "orders-api"
+//! ```
+//!
+//! `role_arn`, `external_id_env`/`external_id_file`, `session_name`, `region` and `endpoint`
+//! may also stand in `[decrypt]` itself, for every key. The external ID is a secret: it is never
+//! read from the file itself (`external_id = "..."` is refused), only from the environment
+//! variable or file named, and never logged.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use fle_shared::body::{FieldSelector, SelectorError};
+use fle_shared::KeyId;
+use serde::Deserialize;
+
+use crate::document::{Mode, OnError, UnknownName};
+use crate::kms::{AssumeRole, KmsConfig, KmsSettings, SecretSource};
+
+/// The `[decrypt]` table, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecryptConfig {
+    /// Default mode of the front ends.
+    pub mode: Mode,
+    /// Default error policy of the front ends.
+    pub on_error: OnError,
+    /// Fields decryption is restricted to (`None`: schema-blind).
+    pub fields: Option<Vec<FieldSelector>>,
+    /// KMS settings per key.
+    pub kms: KmsConfig,
+    /// Most KMS calls in flight per document, if set.
+    pub concurrency: Option<usize>,
+    /// Process-wide KMS call rate, if set.
+    pub rate_per_second: Option<f64>,
+}
+
+impl Default for DecryptConfig {
+    fn default() -> Self {
+        DecryptConfig {
+            mode: Mode::Json,
+            on_error: OnError::Fail,
+            fields: None,
+            kms: KmsConfig::default(),
+            concurrency: None,
+            rate_per_second: None,
+        }
+    }
+}
+
+/// Why a `[decrypt]` table was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecryptConfigError {
+    /// The TOML does not parse or has the wrong shape.
+    #[error("invalid [decrypt] configuration: {0}")]
+    Toml(String),
+    /// An external ID written in the file.
+    #[error("{0}: the external ID is a secret; use external_id_env = \"VAR\" or external_id_file = \"PATH\" instead of external_id")]
+    InlineSecret(String),
+    /// Both or neither of two exclusive settings, or a setting without the one it needs.
+    #[error("{0}")]
+    Conflict(String),
+    /// A bad mode or error policy.
+    #[error(transparent)]
+    Name(#[from] UnknownName),
+    /// A bad field selector.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    /// A bad key id under `[decrypt.keys]`.
+    #[error(transparent)]
+    KeyId(#[from] fle_shared::KeyIdError),
+    /// A setting out of range.
+    #[error("{0} must be at least 1")]
+    Range(&'static str),
+}
+
+#[derive(Deserialize)]
+struct File {
+    decrypt: Option<Spec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    mode: Option<String>,
+    on_error: Option<String>,
+    fields: Option<Vec<String>>,
+    concurrency: Option<usize>,
+    rate_per_second: Option<f64>,
+    #[serde(flatten)]
+    kms: KmsSpec,
+    #[serde(default)]
+    keys: HashMap<String, KmsSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct KmsSpec {
+    region: Option<String>,
+    endpoint: Option<String>,
+    role_arn: Option<String>,
+    external_id_env: Option<String>,
+    external_id_file: Option<String>,
+    session_name: Option<String>,
+    /// Refused with a helpful message.
+    external_id: Option<toml::Value>,
+}
+
+impl DecryptConfig {
+    /// Reads the `[decrypt]` table of a configuration file's text (absent: the defaults).
+    /// Relative `external_id_file` paths are resolved against `base_dir`.
+    pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, DecryptConfigError> {
+        let file: File =
+            toml::from_str(text).map_err(|e| DecryptConfigError::Toml(e.to_string()))?;
+        let Some(spec) = file.decrypt else {
+            return Ok(DecryptConfig::default());
+        };
+        let mut keys = HashMap::new();
+        for (id, key) in spec.keys {
+            let id: KeyId = id.parse()?;
+            let settings = key.validate(&format!("[decrypt.keys.\"{id}\"]"), base_dir)?;
+            keys.insert(id, settings);
+        }
+        if spec.concurrency == Some(0) {
+            return Err(DecryptConfigError::Range("concurrency"));
+        }
+        if spec
+            .rate_per_second
+            .is_some_and(|r| !(r >= 1.0 && r.is_finite()))
+        {
+            return Err(DecryptConfigError::Range("rate_per_second"));
+        }
+        Ok(DecryptConfig {
+            mode: spec.mode.as_deref().unwrap_or("json").parse()?,
+            on_error: spec.on_error.as_deref().unwrap_or("fail").parse()?,
+            fields: spec
+                .fields
+                .map(|f| f.iter().map(|s| FieldSelector::parse(s)).collect())
+                .transpose()?,
+            kms: KmsConfig {
+                default: spec.kms.validate("[decrypt]", base_dir)?,
+                keys,
+            },
+            concurrency: spec.concurrency,
+            rate_per_second: spec.rate_per_second,
+        })
+    }
+}
+
+impl KmsSpec {
+    fn validate(self, table: &str, base_dir: &Path) -> Result<KmsSettings, DecryptConfigError> {
+        if self.external_id.is_some() {
+            return Err(DecryptConfigError::InlineSecret(table.to_owned()));
+        }
+        let external_id = match (self.external_id_env, self.external_id_file) {
+            (Some(_), Some(_)) => {
+                return Err(DecryptConfigError::Conflict(format!(
+                    "{table}: set external_id_env or external_id_file, not both"
+                )))
+            }
+            (Some(var), None) => Some(SecretSource::Env(var)),
+            (None, Some(path)) => Some(SecretSource::File(base_dir.join(path))),
+            (None, None) => None,
+        };
+        let assume_role = match self.role_arn {
+            Some(role_arn) => Some(AssumeRole {
+                role_arn,
+                external_id,
+                session_name: self.session_name,
+            }),
+            None if external_id.is_some() || self.session_name.is_some() => {
+                return Err(DecryptConfigError::Conflict(format!(
+                    "{table}: external_id_env, external_id_file and session_name need role_arn"
+                )))
+            }
+            None => None,
+        };
+        Ok(KmsSettings {
+            region: self.region,
+            endpoint_url: self.endpoint,
+            assume_role,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DecryptConfig, DecryptConfigError> {
+        DecryptConfig::from_toml_str(text, Path::new("/etc/fle"))
+    }
+
+    #[test]
+    fn absent_table_means_defaults() {
+        assert_eq!(
+            parse("[edge]\nkey = \"01\"\n").unwrap(),
+            DecryptConfig::default()
+        );
+    }
+
+    #[test]
+    fn full_table() {
+        let c = parse(
+            "[decrypt]\nmode = \"form\"\non_error = \"redact\"\nfields = [\"ssn\", \"$.a[*]\"]\n\
+             region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:4566\"\nconcurrency = 4\n\
+             [decrypt.keys.\"02\"]\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\n\
+             external_id_file = \"secrets/xid\"\n",
+        )
+        .unwrap();
+        assert_eq!((c.mode, c.on_error), (Mode::Form, OnError::Redact));
+        assert_eq!(c.fields.unwrap().len(), 2);
+        assert_eq!(c.concurrency, Some(4));
+        let k02 = c.kms.key(&"02".parse().unwrap());
+        assert_eq!(k02.region.as_deref(), Some("eu-west-1"), "inherited");
+        assert_eq!(k02.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        let role = k02.assume_role.unwrap();
+        assert_eq!(
+            role.external_id,
+            Some(SecretSource::File("/etc/fle/secrets/xid".into()))
+        );
+        assert!(c.kms.key(&"01".parse().unwrap()).assume_role.is_none());
+    }
+
+    #[test]
+    fn refusals() {
+        let err = |t: &str| parse(t).unwrap_err().to_string();
+        let inline = err("[decrypt]\nrole_arn = \"r\"\nexternal_id = \"s3cr3t\"\n");
+        assert!(
+            inline.contains("external_id_env") && !inline.contains("s3cr3t"),
+            "{inline}"
+        );
+        assert!(err("[decrypt]\nexternal_id_env = \"X\"\n").contains("need role_arn"));
+        assert!(err(
+            "[decrypt]\nrole_arn = \"r\"\nexternal_id_env = \"X\"\nexternal_id_file = \"f\"\n"
+        )
+        .contains("not both"));
+        assert!(err("[decrypt]\nmode = \"xml\"\n").contains("json, form or text"));
+        assert!(err("[decrypt]\non_error = \"ignore\"\n").contains("fail, leave or redact"));
+        assert!(err("[decrypt]\nfields = [\"$\"]\n").contains("selector"));
+        assert!(err("[decrypt]\nconcurrency = 0\n").contains("at least 1"));
+        assert!(err("[decrypt]\nregoin = \"x\"\n").contains("unknown field"));
+        assert!(err("[decrypt.keys.\"bad id!\"]\n").contains("key"));
+    }
+}
