@@ -34,11 +34,11 @@ else
     echo "all present"
 fi
 
-step "Python test environment (pyca/cryptography; pycryptodome for the reference-design benchmark peer)"
+step "Python test environment (pyca/cryptography; pycryptodome and boto3 for the reference-design benchmark peers)"
 venv="$root/target/test-env/venv"
-if ! "$venv/bin/python" -c 'import cryptography, Crypto' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import cryptography, Crypto, boto3' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==50.0.2' 'pycryptodome==4.4.0'
+    "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==50.0.2' 'pycryptodome==4.4.0' 'boto3==1.44.5'
 fi
 export FLE_PYTHON="$venv/bin/python"
 "$FLE_PYTHON" -c 'import cryptography; print("cryptography", cryptography.__version__)'

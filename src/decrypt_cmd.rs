@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use fle_decryptor::{
     DecryptConfig, Decryptor, KmsConfig, KmsKeyProvider, KmsSettings, LocalKeyProvider, Mode,
-    OnError, RateLimiter,
+    OnError,
 };
 use fle_shared::body::FieldSelector;
 use fle_shared::{KeyEntry, KeyId, Keyring, OaepPrivateKey};
@@ -165,20 +165,10 @@ async fn build(args: &DecryptArgs) -> anyhow::Result<(Decryptor, DecryptConfig)>
         if args.region.is_some() || args.kms_endpoint.is_some() {
             override_all(&mut file_config.kms, args);
         }
-        let provider = KmsKeyProvider::for_keyring(&keyring, &file_config.kms).await?;
-        let mut decryptor = Decryptor::new(keyring, Arc::new(provider));
-        if let Some(fields) = &file_config.fields {
-            decryptor = decryptor.only_fields(fields.clone());
-        }
-        if let Some(rate) = file_config.rate_per_second {
-            decryptor = decryptor.with_limiter(Arc::new(RateLimiter::new(rate, 50)));
-        }
-        if let Some(concurrency) = file_config.concurrency {
-            decryptor = decryptor.with_policy(fle_decryptor::DecryptPolicy {
-                concurrency,
-                ..Default::default()
-            });
-        }
+        let provider = KmsKeyProvider::for_keyring(&keyring, &file_config.kms)
+            .await
+            .with_context(|| format!("config {}", path.display()))?;
+        let decryptor = Decryptor::new(keyring, Arc::new(provider)).with_config(&file_config);
         config = file_config;
         decryptor
     } else {
@@ -204,12 +194,6 @@ fn read_config(path: &Path) -> anyhow::Result<(Keyring, DecryptConfig)> {
     let base = path.parent().unwrap_or(Path::new("."));
     let config = DecryptConfig::from_toml_str(&text, base)
         .with_context(|| format!("config {}", path.display()))?;
-    if !keyring.keys().iter().any(|k| k.kms_key_id().is_some()) {
-        bail!(
-            "config {}: no key has a kms_key_id, so nothing could be decrypted",
-            path.display()
-        );
-    }
     Ok((keyring, config))
 }
 

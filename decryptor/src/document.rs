@@ -158,6 +158,22 @@ impl Decryptor {
         self
     }
 
+    /// Applies a `[decrypt]` table's settings that shape the decryptor: its field restriction,
+    /// its rate (a limiter of its own, burst 50, instead of the process-wide one) and its
+    /// concurrency. (Mode and error policy are per call.)
+    pub fn with_config(mut self, config: &crate::DecryptConfig) -> Self {
+        if let Some(fields) = &config.fields {
+            self = self.only_fields(fields.clone());
+        }
+        if let Some(rate) = config.rate_per_second {
+            self = self.with_limiter(Arc::new(RateLimiter::new(rate, 50)));
+        }
+        if let Some(concurrency) = config.concurrency {
+            self.policy.concurrency = concurrency;
+        }
+        self
+    }
+
     /// The keyring.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
@@ -185,6 +201,8 @@ impl Decryptor {
                 allowed: self.fields.is_none(),
             }],
             Mode::Text => Vec::new(),
+            // Nothing to decrypt: the document is returned as it is, unparsed.
+            Mode::Json if !might_hold_prefix(scanner, doc) => Vec::new(),
             Mode::Json => self.json_sites(doc)?,
             Mode::Form => self.form_sites(doc)?,
         };
@@ -371,7 +389,12 @@ pub enum ProblemKind {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "envelope at byte {}", self.offset)?;
-        match (&self.field, &self.key) {
+        // A provider error names the key itself.
+        let key = match self.kind {
+            ProblemKind::Provider(_) => &None,
+            _ => &self.key,
+        };
+        match (&self.field, key) {
             (Some(field), Some(key)) => write!(f, " (field {field}, key {key})")?,
             (Some(field), None) => write!(f, " (field {field})")?,
             (None, Some(key)) => write!(f, " (key {key})")?,
@@ -466,6 +489,25 @@ impl<'d> Visitor for JsonSites<'_, 'd> {
         });
         Ok(())
     }
+}
+
+/// Whether a JSON document may hold a configured prefix: written out, or with some of its bytes
+/// as `\u00XX` escapes (which only the full walk decodes).
+fn might_hold_prefix(scanner: &fle_shared::Scanner, doc: &str) -> bool {
+    if scanner.contains_prefix(doc.as_bytes()) {
+        return true;
+    }
+    let prefix_bytes = |b: u8| {
+        scanner
+            .keys()
+            .iter()
+            .any(|k| k.markers.prefix.as_bytes().contains(&b))
+    };
+    memchr::memmem::find_iter(doc.as_bytes(), b"\\u00").any(|at| {
+        doc.get(at + 4..at + 6)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .is_some_and(prefix_bytes)
+    })
 }
 
 /// The new text of `site`, or `None` to keep it as it is.

@@ -53,11 +53,15 @@ impl KmsKeyProvider {
     /// A provider with one client per key of `keyring` that has a `kms_key_id`: settings from
     /// `settings.key(id)`, the region from the key's ARN when the settings name none, and the
     /// role assumed first when configured (credentials refreshed automatically before they
-    /// expire). Keys that share settings and region share a client.
+    /// expire). Keys that share settings and region share a client. Refused when no key has a
+    /// `kms_key_id` (nothing could be decrypted).
     pub async fn for_keyring(
         keyring: &Keyring,
         settings: &KmsConfig,
     ) -> Result<Self, KmsSettingsError> {
+        if !keyring.keys().iter().any(|k| k.kms_key_id().is_some()) {
+            return Err(KmsSettingsError::NoKmsKeys);
+        }
         let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
@@ -254,6 +258,9 @@ impl KmsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KmsSettingsError {
+    /// No key of the keyring has a `kms_key_id`.
+    #[error("no key has a kms_key_id, so nothing could be decrypted through KMS")]
+    NoKmsKeys,
     /// A secret (the external ID) could not be read. Names where it was looked for, never it.
     #[error("external ID: {0}")]
     Secret(String),

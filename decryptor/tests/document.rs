@@ -91,19 +91,26 @@ fn envelopes_behind_escaped_slashes_and_duplicates() {
     let envelope = &encrypted[9..encrypted.len() - 2];
     // A PHP-style serialiser escapes '/' in base64; the same envelope three times.
     let escaped = envelope.replace('/', "\\/");
-    let doc = format!(r#"[{{"ssn": "{escaped}"}}, {{"ssn": "{envelope}"}}, "{envelope}"]"#);
+    // Another escapes its markers' '#' as \u0023: found only after unescaping.
+    let hashes = envelope.replace('#', "\\u0023");
+    let doc =
+        format!(r#"[{{"ssn": "{escaped}"}}, {{"ssn": "{envelope}"}}, "{envelope}", "{hashes}"]"#);
     let (d, calls) = decryptor(&edge);
     let out = block_on(d.decrypt(&doc, Mode::Json, OnError::Fail)).unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(&out.text).unwrap(),
-        json!([{"ssn": "123-45-6789"}, {"ssn": "123-45-6789"}, "123-45-6789"])
+        json!([{"ssn": "123-45-6789"}, {"ssn": "123-45-6789"}, "123-45-6789", "123-45-6789"])
     );
     assert_eq!(
         calls.calls.load(Ordering::SeqCst),
         1,
         "duplicates decrypt once"
     );
-    assert_eq!(out.report.decrypted, 3);
+    assert_eq!(out.report.decrypted, 4);
+
+    // The same, alone in a document: no '#' written out, still found.
+    let out = block_on(d.decrypt(&format!("\"{hashes}\""), Mode::Json, OnError::Fail)).unwrap();
+    assert_eq!(&*out.text, "\"123-45-6789\"");
 }
 
 #[test]
@@ -208,11 +215,15 @@ fn malformed_envelopes_and_misplaced_values() {
     let out = block_on(d.decrypt(&doc, Mode::Json, OnError::Leave)).unwrap();
     assert_eq!(*out.text, doc);
 
-    // Not JSON at all.
+    // Not JSON, with something to decrypt: refused. Without any prefix there is nothing to
+    // decrypt, and the document is returned as it is, unparsed.
+    let bad = format!("{{\"n\": \"{envelope}\",}}");
     assert!(matches!(
-        block_on(d.decrypt("{\"n\": 1,}", Mode::Json, OnError::Leave)),
+        block_on(d.decrypt(&bad, Mode::Json, OnError::Leave)),
         Err(DocumentError::Json(_))
     ));
+    let out = block_on(d.decrypt("{\"n\": 1,}", Mode::Json, OnError::Fail)).unwrap();
+    assert_eq!(&*out.text, "{\"n\": 1,}");
 }
 
 #[test]

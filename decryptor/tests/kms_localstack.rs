@@ -227,3 +227,142 @@ async fn kms_decrypts_what_fle_encrypts_and_classifies_errors() {
     );
     drop(localstack);
 }
+
+/// A KMS client for LocalStack acting as `account` (LocalStack takes a 12-digit access key id
+/// as the account).
+fn client_as(endpoint: &str, account: &str) -> aws_sdk_kms::Client {
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            account,
+            "test",
+            None,
+            None,
+            "fle-tests",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_account_key_through_an_assumed_role() {
+    use fle_decryptor::{
+        AssumeRole, Decryptor, KmsConfig, KmsSettings, KmsSettingsError, Mode, OnError,
+        SecretSource,
+    };
+    use std::sync::Arc;
+
+    let localstack = LocalStack::start();
+    // The key lives in account 111111111111, region us-east-1.
+    let owner = client_as(&localstack.endpoint, "111111111111");
+    let (arn, public) = create_key(&owner, aws_sdk_kms::types::KeySpec::Rsa2048).await;
+    assert!(arn.contains(":us-east-1:111111111111:"), "{arn}");
+    // By its bare key id, the key is found only in its own account: a call made with the
+    // service's own credentials cannot reach it, one made through the role can.
+    let key_id = arn.rsplit('/').next().unwrap().to_owned();
+    let keyring = Keyring::new(vec![
+        KeyEntry::new("01".parse().unwrap(), public).with_kms_key_id(key_id)
+    ])
+    .unwrap();
+    let edge = EdgeEncryptor::new(
+        keyring.clone(),
+        EdgeConfig::from_toml_str("[edge]\nkey = \"01\"\nfields = [\"ssn\", \"age\"]\n").unwrap(),
+        backend::default_backend(),
+    )
+    .unwrap();
+    let doc = r#"{"ssn": "123-45-6789", "age": 42, "note": "a \"quoted\" note"}"#;
+    let (encrypted, _) = edge
+        .encrypt_body(fle_edge_encryptor::BodyKind::Json, doc)
+        .unwrap();
+
+    // The service runs as account 000000000000, region us-east-1. No instance metadata is ever
+    // asked (loopback only).
+    std::env::set_var("AWS_ACCESS_KEY_ID", "000000000000");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let direct = KmsConfig {
+        default: KmsSettings {
+            endpoint_url: Some(localstack.endpoint.clone()),
+            ..KmsSettings::default()
+        },
+        ..KmsConfig::default()
+    };
+    let provider = KmsKeyProvider::for_keyring(&keyring, &direct)
+        .await
+        .unwrap();
+    let d = Decryptor::new(keyring.clone(), Arc::new(provider));
+    let err = d
+        .decrypt(&encrypted, Mode::Json, OnError::Fail)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("NotFoundException"), "{err}");
+
+    // Through the role in the key's account, external ID from the environment.
+    std::env::set_var("FLE_TEST_EXTERNAL_ID", "ext-6f1c");
+    let role = |external_id| KmsConfig {
+        default: KmsSettings {
+            endpoint_url: Some(localstack.endpoint.clone()),
+            region: None,
+            assume_role: Some(AssumeRole {
+                role_arn: "arn:aws:iam::111111111111:role/fle-decrypt".into(),
+                external_id: Some(external_id),
+                session_name: Some("fle-test".into()),
+            }),
+        },
+        ..KmsConfig::default()
+    };
+    let provider = KmsKeyProvider::for_keyring(
+        &keyring,
+        &role(SecretSource::Env("FLE_TEST_EXTERNAL_ID".into())),
+    )
+    .await
+    .unwrap();
+    let d = Decryptor::new(keyring.clone(), Arc::new(provider));
+    let out = d
+        .decrypt(&encrypted, Mode::Json, OnError::Fail)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out.text).unwrap(),
+        serde_json::from_str::<serde_json::Value>(doc).unwrap()
+    );
+
+    // External ID from a file works the same; a missing one stops before any call.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("external-id");
+    std::fs::write(&file, "ext-6f1c\n").unwrap();
+    let provider = KmsKeyProvider::for_keyring(&keyring, &role(SecretSource::File(file)))
+        .await
+        .unwrap();
+    let d = Decryptor::new(keyring.clone(), Arc::new(provider));
+    assert!(d
+        .decrypt(&encrypted, Mode::Json, OnError::Fail)
+        .await
+        .is_ok());
+    let missing = KmsKeyProvider::for_keyring(
+        &keyring,
+        &role(SecretSource::Env("FLE_TEST_NO_SUCH_VARIABLE".into())),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(missing, KmsSettingsError::Secret(_)), "{missing}");
+
+    // A key given by ARN gets the ARN's region, whatever the environment's.
+    std::env::set_var("AWS_REGION", "eu-west-3");
+    let by_arn = Keyring::new(vec![KeyEntry::new(
+        "01".parse().unwrap(),
+        keyring.keys()[0].public_key().clone(),
+    )
+    .with_kms_key_id(arn.replace(":us-east-1:", ":ap-south-2:"))])
+    .unwrap();
+    let provider = KmsKeyProvider::for_keyring(&by_arn, &direct).await.unwrap();
+    let region = provider
+        .client(&"01".parse().unwrap())
+        .config()
+        .region()
+        .cloned();
+    assert_eq!(region.as_ref().map(|r| r.as_ref()), Some("ap-south-2"));
+}

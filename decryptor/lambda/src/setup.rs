@@ -1,0 +1,333 @@
+//! Cold start: the configuration and keys named by the environment, turned into one
+//! [`Decryptor`] and the defaults of the events. Built once per process, the way `fle decrypt`
+//! builds its decryptor.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fle_decryptor::{DecryptConfig, Decryptor, KmsKeyProvider, LocalKeyProvider, Mode, OnError};
+use fle_shared::{KeyEntry, KeyId, Keyring, OaepPrivateKey};
+
+/// What the function serves every invocation with.
+#[derive(Debug)]
+pub struct Setup {
+    /// The decryptor: keyring, key provider, limiter, policy, field restriction.
+    pub decryptor: Decryptor,
+    /// Mode of events that name none (`[decrypt] mode`, default JSON).
+    pub mode: Mode,
+    /// Error policy of events that name none (`[decrypt] on_error`, default fail).
+    pub on_error: OnError,
+}
+
+/// Where the configuration comes from: the environment variables the function reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// `FLE_CONFIG`: the configuration file.
+    pub config: Option<PathBuf>,
+    /// `LAMBDA_TASK_ROOT`: where `fle.toml` is looked for without `FLE_CONFIG`.
+    pub task_root: Option<PathBuf>,
+    /// `FLE_PRIVATE_KEY`: a local private key (PEM, PKCS#8) instead of KMS.
+    pub private_key: Option<PathBuf>,
+    /// `FLE_KEY_ID`: the key id of `FLE_PRIVATE_KEY` (default `01`).
+    pub key_id: Option<String>,
+}
+
+/// Why the function refuses to start: one line, no secrets (never a key, never plaintext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupError(String);
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// A [`SetupError`] from any message, folded to one line (TOML errors span several).
+fn refuse(message: impl fmt::Display) -> SetupError {
+    let message = message.to_string();
+    SetupError(
+        message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+impl Sources {
+    /// Reads `FLE_CONFIG`, `LAMBDA_TASK_ROOT`, `FLE_PRIVATE_KEY` and `FLE_KEY_ID`.
+    pub fn from_env() -> Self {
+        let path = |name: &str| std::env::var_os(name).map(PathBuf::from);
+        Sources {
+            config: path("FLE_CONFIG"),
+            task_root: path("LAMBDA_TASK_ROOT"),
+            private_key: path("FLE_PRIVATE_KEY"),
+            key_id: std::env::var_os("FLE_KEY_ID").map(|v| v.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// The configuration file of the KMS mode: `FLE_CONFIG`, else `fle.toml` in the task root,
+    /// else in the working directory.
+    pub fn config_path(&self) -> PathBuf {
+        if let Some(path) = &self.config {
+            return path.clone();
+        }
+        self.task_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("fle.toml")
+    }
+
+    /// Builds the decryptor. With `FLE_PRIVATE_KEY`: a [`LocalKeyProvider`] holding that key for
+    /// `FLE_KEY_ID`, over the keyring of `FLE_CONFIG` if given (which must hold that key with the
+    /// same public key), else a keyring of that key alone. Without it: [`KmsKeyProvider`] over
+    /// the configuration file's keyring, at least one of whose keys must have a `kms_key_id`.
+    /// The `[decrypt]` table's fields, rate and concurrency apply in both modes.
+    pub async fn build(self) -> Result<Setup, SetupError> {
+        let (decryptor, config) = match &self.private_key {
+            Some(key_path) => self.local(key_path)?,
+            None => {
+                if self.key_id.is_some() {
+                    return Err(refuse(
+                        "FLE_KEY_ID names the key of FLE_PRIVATE_KEY, which is not set",
+                    ));
+                }
+                let path = self.config_path();
+                let (keyring, config) = read_config(&path)?;
+                let provider = KmsKeyProvider::for_keyring(&keyring, &config.kms)
+                    .await
+                    .map_err(|e| refuse(format!("config {}: {e}", path.display())))?;
+                (Decryptor::new(keyring, Arc::new(provider)), config)
+            }
+        };
+        Ok(Setup {
+            decryptor: decryptor.with_config(&config),
+            mode: config.mode,
+            on_error: config.on_error,
+        })
+    }
+
+    /// The external-key-pair mode: a local private key.
+    fn local(&self, key_path: &Path) -> Result<(Decryptor, DecryptConfig), SetupError> {
+        let pem = std::fs::read_to_string(key_path).map_err(|e| {
+            refuse(format!(
+                "FLE_PRIVATE_KEY: reading {}: {e}",
+                key_path.display()
+            ))
+        })?;
+        let private = OaepPrivateKey::from_pem(&pem)
+            .map_err(|e| refuse(format!("FLE_PRIVATE_KEY {}: {e}", key_path.display())))?;
+        drop(pem);
+        let id: KeyId = self
+            .key_id
+            .as_deref()
+            .unwrap_or("01")
+            .parse()
+            .map_err(|e| refuse(format!("FLE_KEY_ID: {e}")))?;
+        let (keyring, config) = match &self.config {
+            Some(path) => {
+                let (keyring, config) = read_config(path)?;
+                match keyring.get(&id) {
+                    None => {
+                        return Err(refuse(format!(
+                            "config {}: has no key {id}, the key of FLE_PRIVATE_KEY (FLE_KEY_ID)",
+                            path.display()
+                        )))
+                    }
+                    Some(entry) if entry.public_key() != private.public_key() => {
+                        return Err(refuse(format!(
+                            "FLE_PRIVATE_KEY {} is not the private key of key {id} in config {}",
+                            key_path.display(),
+                            path.display()
+                        )))
+                    }
+                    Some(_) => {}
+                }
+                (keyring, config)
+            }
+            None => {
+                let entry = KeyEntry::new(id.clone(), private.public_key().clone());
+                let keyring = Keyring::new(vec![entry]).map_err(refuse)?;
+                (keyring, DecryptConfig::default())
+            }
+        };
+        let provider = LocalKeyProvider::new(vec![(id, private)]);
+        Ok((Decryptor::new(keyring, Arc::new(provider)), config))
+    }
+}
+
+/// Reads the keyring and the `[decrypt]` table of one configuration file.
+fn read_config(path: &Path) -> Result<(Keyring, DecryptConfig), SetupError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| refuse(format!("reading config {}: {e}", path.display())))?;
+    let keyring = Keyring::from_file_text(path, &text)
+        .map_err(|e| refuse(format!("config {}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let config = DecryptConfig::from_toml_str(&text, base)
+        .map_err(|e| refuse(format!("config {}: {e}", path.display())))?;
+    Ok((keyring, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn write_config(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("fle.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn demo_key() -> Option<PathBuf> {
+        Some(root().join("keys/demo-01.key.pem"))
+    }
+
+    #[test]
+    fn config_path_prefers_fle_config_then_the_task_root() {
+        let mut s = Sources {
+            task_root: Some("/var/task".into()),
+            ..Sources::default()
+        };
+        assert_eq!(s.config_path(), Path::new("/var/task/fle.toml"));
+        s.config = Some("/etc/fle.toml".into());
+        assert_eq!(s.config_path(), Path::new("/etc/fle.toml"));
+        assert_eq!(Sources::default().config_path(), Path::new("./fle.toml"));
+    }
+
+    #[test]
+    fn a_private_key_alone_is_a_keyring_of_that_key() {
+        let setup = block_on(
+            Sources {
+                private_key: demo_key(),
+                key_id: Some("07".into()),
+                ..Sources::default()
+            }
+            .build(),
+        )
+        .unwrap();
+        let keys = setup.decryptor.keyring().keys();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].id().as_str(), "07");
+        assert_eq!((setup.mode, setup.on_error), (Mode::Json, OnError::Fail));
+    }
+
+    #[test]
+    fn a_private_key_with_a_config_takes_its_keyring_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(
+            dir.path(),
+            &format!(
+                "[[keys]]\nid = \"01\"\npublic_key = {:?}\n[[keys]]\nid = \"02\"\npublic_key = {:?}\n\
+                 [decrypt]\nmode = \"text\"\non_error = \"redact\"\n",
+                root().join("keys/demo-01.pub.pem"),
+                root().join("tests/fixtures/keys/rsa-3072.pub.pem"),
+            ),
+        );
+        let setup = block_on(
+            Sources {
+                config: Some(config.clone()),
+                private_key: demo_key(),
+                ..Sources::default()
+            }
+            .build(),
+        )
+        .unwrap();
+        assert_eq!(setup.decryptor.keyring().keys().len(), 2);
+        assert_eq!((setup.mode, setup.on_error), (Mode::Text, OnError::Redact));
+
+        // The private key must be the config's key of that id.
+        let err = block_on(
+            Sources {
+                config: Some(config.clone()),
+                private_key: demo_key(),
+                key_id: Some("02".into()),
+                ..Sources::default()
+            }
+            .build(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not the private key of key 02"), "{err}");
+        let err = block_on(
+            Sources {
+                config: Some(config),
+                private_key: demo_key(),
+                key_id: Some("03".into()),
+                ..Sources::default()
+            }
+            .build(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("has no key 03"), "{err}");
+    }
+
+    #[test]
+    fn refusals_are_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = |sources: Sources| block_on(sources.build()).unwrap_err().to_string();
+        let keyring = format!(
+            "[[keys]]\nid = \"01\"\npublic_key = {:?}\n",
+            root().join("keys/demo-01.pub.pem")
+        );
+
+        let config = write_config(dir.path(), &keyring);
+        let err = build(Sources {
+            config: Some(config),
+            ..Sources::default()
+        });
+        assert!(err.contains("no key has a kms_key_id"), "{err}");
+
+        let config = write_config(dir.path(), &format!("{keyring}[decrypt]\nmode = ["));
+        let err = build(Sources {
+            config: Some(config),
+            private_key: demo_key(),
+            ..Sources::default()
+        });
+        assert!(err.contains("fle.toml") && !err.contains('\n'), "{err}");
+
+        let err = build(Sources {
+            task_root: Some(dir.path().join("missing")),
+            ..Sources::default()
+        });
+        assert!(
+            err.contains("reading config") && err.contains("missing/fle.toml"),
+            "{err}"
+        );
+
+        let err = build(Sources {
+            private_key: Some(root().join("keys/demo-01.pub.pem")),
+            ..Sources::default()
+        });
+        assert!(err.starts_with("FLE_PRIVATE_KEY"), "{err}");
+
+        let err = build(Sources {
+            private_key: demo_key(),
+            key_id: Some("not a key id".into()),
+            ..Sources::default()
+        });
+        assert!(err.starts_with("FLE_KEY_ID"), "{err}");
+
+        let err = build(Sources {
+            key_id: Some("01".into()),
+            ..Sources::default()
+        });
+        assert!(err.contains("FLE_PRIVATE_KEY, which is not set"), "{err}");
+    }
+}
