@@ -29,7 +29,7 @@ pub struct DecryptArgs {
     /// AWS region; default: the key ARN's, else the environment's.
     #[arg(long, value_name = "R", conflicts_with = "private_key")]
     region: Option<String>,
-    /// Configuration file: [[keys]] with kms_key_id per key, and an optional [decrypt] table.
+    /// Configuration file: `[[keys]]` with `kms_key_id` per key, and an optional `[decrypt]` table.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// How the input is encoded [default: json, or the config's].
@@ -70,7 +70,7 @@ enum OnErrorArg {
     Fail,
     /// Leave the envelope encrypted.
     Leave,
-    /// Replace the envelope with "[redacted]".
+    /// Replace the envelope with `[redacted]`.
     Redact,
 }
 
