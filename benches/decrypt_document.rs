@@ -177,7 +177,7 @@ fn bench_decrypt(c: &mut Criterion) {
     group.finish();
 }
 
-/// What the decryptor costs besides KMS: marker-free documents (no KMS call at all).
+/// What the decryptor costs besides KMS: a large document with no envelope, or just one.
 fn bench_marker_free(c: &mut Criterion) {
     let private = private_key();
     let keyring = fle_shared::Keyring::new(vec![fle_shared::KeyEntry::new(
@@ -204,14 +204,31 @@ fn bench_marker_free(c: &mut Criterion) {
     }
     doc.pop();
     doc.push(']');
-    let mut group = c.benchmark_group("decryptor on marker-free input (10 MB)");
+    // The same with one envelope at the end: JSON mode must parse the whole document.
+    let encryptor =
+        fle_shared::FieldEncryptor::new(decryptor.keyring(), backend::default_backend()).unwrap();
+    let mut one = doc.clone();
+    one.pop();
+    one.push_str(",\"");
+    encryptor
+        .key_str("01")
+        .unwrap()
+        .encrypt_into("x", b"value", &mut one)
+        .unwrap();
+    one.push_str("\"]");
+    let mut group = c.benchmark_group("decryptor on 10 MB of JSON");
     group.throughput(Throughput::Bytes(doc.len() as u64));
     group.sample_size(10);
-    for (name, mode) in [("text", Mode::Text), ("json", Mode::Json)] {
-        group.bench_with_input(BenchmarkId::from_parameter(name), &doc, |b, doc| {
+    for (name, input, mode) in [
+        ("marker-free, text mode", &doc, Mode::Text),
+        ("marker-free, json mode", &doc, Mode::Json),
+        ("one envelope, text mode", &one, Mode::Text),
+        ("one envelope, json mode (full parse)", &one, Mode::Json),
+    ] {
+        group.bench_with_input(BenchmarkId::from_parameter(name), input, |b, input| {
             b.iter(|| {
                 runtime
-                    .block_on(decryptor.decrypt(doc, mode, OnError::Fail))
+                    .block_on(decryptor.decrypt(input, mode, OnError::Fail))
                     .unwrap()
             })
         });

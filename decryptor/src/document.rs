@@ -99,6 +99,34 @@ pub const REDACTED: &str = "[redacted]";
 ///
 /// Cheap to share: hold one per process (it is `Send + Sync`) and call
 /// [`Decryptor::decrypt`] from as many tasks as needed.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+/// # rt.block_on(async {
+/// use std::sync::Arc;
+/// use fle_decryptor::{Decryptor, LocalKeyProvider, Mode, OnError};
+/// use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, OaepPrivateKey};
+///
+/// let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../keys/demo-01.key.pem"))?;
+/// let private = OaepPrivateKey::from_pem(&pem)?;
+/// let keyring = Keyring::new(vec![KeyEntry::new("01".parse()?, private.public_key().clone())])?;
+///
+/// // What the edge writes for {"name": "Jo \"JJ\"", "age": 42}.
+/// let key = FieldEncryptor::new(&keyring, backend::default_backend())?;
+/// let (mut name, mut age) = (String::new(), String::new());
+/// key.key_str("01").unwrap().encrypt_into("name", "Jo \"JJ\"".as_bytes(), &mut name)?;
+/// key.key_str("01").unwrap().encrypt_into("age", b"\x0042", &mut age)?;
+/// let body = format!(r#"{{"name": "{name}", "age": "{age}"}}"#);
+///
+/// let provider = LocalKeyProvider::new(vec![("01".parse()?, private)]);
+/// let decryptor = Decryptor::new(keyring, Arc::new(provider));
+/// let out = decryptor.decrypt(&body, Mode::Json, OnError::Fail).await?;
+/// assert_eq!(*out.text, r#"{"name": "Jo \"JJ\"", "age": 42}"#);
+/// assert_eq!(out.report.decrypted, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Decryptor {
     keyring: Arc<Keyring>,
@@ -190,38 +218,48 @@ impl Decryptor {
         on_error: OnError,
     ) -> Result<Decrypted, DocumentError> {
         let scanner = self.keyring.scanner();
-        // 1. Sites whose decoded content contains a prefix.
-        let sites = match mode {
-            Mode::Text if scanner.contains_prefix(doc.as_bytes()) => vec![Site {
-                range: 0..doc.len(),
-                value: Cow::Borrowed(doc.as_bytes()),
-                kind: SiteKind::Text,
-                value_at: Some(0),
-                field: None,
-                allowed: self.fields.is_none(),
-            }],
-            Mode::Text => Vec::new(),
-            // Nothing to decrypt: the document is returned as it is, unparsed.
-            Mode::Json if !might_hold_prefix(scanner, doc) => Vec::new(),
-            Mode::Json => self.json_sites(doc)?,
-            Mode::Form => self.form_sites(doc)?,
-        };
-
-        // 2. Every envelope of every site, and those to decrypt.
+        // 1. Sites whose decoded content contains a prefix (in text mode, each item the scanner
+        // finds is a site of its own; the text between is copied as is), and 2. the envelopes
+        // in them.
+        let mut sites = Vec::new();
         let mut hits = Vec::new();
-        for (s, site) in sites.iter().enumerate() {
-            for item in scanner.scan(&site.value) {
-                let span = item.span();
-                let (key, what) = match item {
-                    ScanItem::Envelope(found) => (found.key, Ok(found.envelope)),
-                    ScanItem::Malformed(bad) => (bad.key, Err(bad.problem)),
+        let hit = |site, span, item: ScanItem<'_>| {
+            let (key, what) = match item {
+                ScanItem::Envelope(found) => (found.key, Ok(found.envelope)),
+                ScanItem::Malformed(bad) => (bad.key, Err(bad.problem)),
+            };
+            Hit {
+                site,
+                span,
+                key: self.keyring.get(key),
+                what,
+            }
+        };
+        match mode {
+            Mode::Text => {
+                for item in scanner.scan(doc.as_bytes()) {
+                    let span = item.span();
+                    hits.push(hit(sites.len(), 0..span.len(), item));
+                    sites.push(Site {
+                        value: Cow::Borrowed(&doc.as_bytes()[span.clone()]),
+                        value_at: Some(span.start),
+                        range: span,
+                        kind: SiteKind::Text,
+                        field: None,
+                        allowed: self.fields.is_none(),
+                    });
+                }
+            }
+            // Nothing to decrypt: the document is returned as it is, unparsed.
+            Mode::Json if !might_hold_prefix(scanner, doc) => {}
+            Mode::Json | Mode::Form => {
+                sites = match mode {
+                    Mode::Json => self.json_sites(doc)?,
+                    _ => self.form_sites(doc)?,
                 };
-                hits.push(Hit {
-                    site: s,
-                    span,
-                    key: self.keyring.get(key),
-                    what,
-                });
+                for (s, site) in sites.iter().enumerate() {
+                    hits.extend(scanner.scan(&site.value).map(|item| hit(s, item.span(), item)));
+                }
             }
         }
         let wanted: Vec<(usize, (&KeyEntry, &Envelope))> = hits

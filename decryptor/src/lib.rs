@@ -1,12 +1,20 @@
 //! fle's decryptor: what backend services link to open the envelopes the edge wrote.
 //!
-//! This release provides the **key providers**: [`KmsKeyProvider`] (AWS KMS `Decrypt` with
-//! `RSAES_OAEP_SHA_256` and the explicit KMS key id configured for the envelope's key) and
-//! [`LocalKeyProvider`] (a local RSA private key, aws-lc-rs, for the reference design's
-//! external-key-pair mode and the demo), behind one small trait, [`KeyProvider`]; and the
-//! engine that calls them for many envelopes at once ([`decrypt_all`]: duplicates once, bounded
-//! concurrency, a process-wide [`RateLimiter`], jittered retries of transient errors only).
-//! Format-aware substitution (JSON, form, text) and the decrypt Lambda build on these.
+//! [`Decryptor::decrypt`] takes a whole document (JSON, form data or any text, [`Mode`]) and
+//! returns it with every envelope replaced by its plaintext, encoded for where it stands: JSON
+//! strings re-escaped and non-string values restored to their JSON type, form values
+//! percent-encoded. All envelopes of a document are decrypted concurrently through one
+//! [`KeyProvider`]: [`KmsKeyProvider`] (AWS KMS `Decrypt` with `RSAES_OAEP_SHA_256` and the
+//! explicit KMS key id configured for the envelope's key; per-key region, endpoint and assumed
+//! role) or [`LocalKeyProvider`] (a local RSA private key, aws-lc-rs, for the reference design's
+//! external-key-pair mode and the demo). The engine underneath ([`decrypt_all`]) decrypts
+//! duplicates once, bounds concurrency, shares a process-wide [`RateLimiter`], and retries
+//! transient errors with jitter. [`OnError`] decides what a failed envelope does to the
+//! document; [`Decryptor::only_fields`] refuses envelopes outside the fields the edge encrypts
+//! (marker injection). Settings come from a configuration file's `[decrypt]` table
+//! ([`DecryptConfig`]).
+//!
+//! One envelope through a provider:
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
