@@ -258,7 +258,11 @@ impl Decryptor {
                     _ => self.form_sites(doc)?,
                 };
                 for (s, site) in sites.iter().enumerate() {
-                    hits.extend(scanner.scan(&site.value).map(|item| hit(s, item.span(), item)));
+                    hits.extend(
+                        scanner
+                            .scan(&site.value)
+                            .map(|item| hit(s, item.span(), item)),
+                    );
                 }
             }
         }
