@@ -26,7 +26,8 @@ pub struct DecryptArgs {
     /// KMS endpoint (LocalStack, VPC endpoints); with --config, overrides its endpoint.
     #[arg(long, value_name = "URL", conflicts_with = "private_key")]
     kms_endpoint: Option<String>,
-    /// AWS region; default: the key ARN's, else the environment's.
+    /// AWS region for a key id or alias (a key ARN's own region always wins); default: the
+    /// environment's.
     #[arg(long, value_name = "R", conflicts_with = "private_key")]
     region: Option<String>,
     /// Configuration file: `[[keys]]` with `kms_key_id` per key, and an optional `[decrypt]` table.
@@ -147,10 +148,9 @@ async fn build(args: &DecryptArgs) -> anyhow::Result<(Decryptor, DecryptConfig)>
             assume_role: None,
         };
         let probe = KmsKeyProvider::from_env(
-            settings
-                .region
-                .clone()
-                .or_else(|| fle_decryptor::kms::region_from_arn(kms_key_id).map(str::to_owned)),
+            fle_decryptor::kms::region_from_arn(kms_key_id)
+                .map(str::to_owned)
+                .or_else(|| settings.region.clone()),
             settings.endpoint_url.clone(),
         )
         .await;

@@ -128,8 +128,22 @@ impl DecryptConfig {
     /// Reads the `[decrypt]` table of a configuration file's text (absent: the defaults).
     /// Relative `external_id_file` paths are resolved against `base_dir`.
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Self, DecryptConfigError> {
-        let file: File =
-            toml::from_str(text).map_err(|e| DecryptConfigError::Toml(e.to_string()))?;
+        // The parser's message and line only: its snippet of the file could quote a secret
+        // someone wrote where it does not belong.
+        let file: File = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| {
+                text.as_bytes()
+                    .iter()
+                    .take(span.start)
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
+            DecryptConfigError::Toml(match line {
+                Some(line) => format!("line {line}: {}", e.message()),
+                None => e.message().to_owned(),
+            })
+        })?;
         let Some(spec) = file.decrypt else {
             return Ok(DecryptConfig::default());
         };
@@ -259,5 +273,11 @@ mod tests {
         assert!(err("[decrypt]\nconcurrency = 0\n").contains("at least 1"));
         assert!(err("[decrypt]\nregoin = \"x\"\n").contains("unknown field"));
         assert!(err("[decrypt.keys.\"bad id!\"]\n").contains("key"));
+        // A parse error never quotes the file.
+        let quoted = err("[decrypt]\nrole_arn = \"r\"\nexternal_id = s3cr3t\n");
+        assert!(
+            quoted.contains("line 3") && !quoted.contains("s3cr3t"),
+            "{quoted}"
+        );
     }
 }

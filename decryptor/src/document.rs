@@ -533,8 +533,16 @@ impl<'d> Visitor for JsonSites<'_, 'd> {
     }
 }
 
+/// Validates without rewriting.
+struct CheckOnly;
+
+impl Visitor for CheckOnly {
+    type Error = JsonError;
+}
+
 /// Whether a JSON document may hold a configured prefix: written out, or with some of its bytes
-/// as `\u00XX` escapes (which only the full walk decodes).
+/// escaped (`\u00XX`, or `\/`), which only the full walk decodes. Prefixes are ASCII without
+/// `"` or `\`, so these are the only ways to write them.
 fn might_hold_prefix(scanner: &fle_shared::Scanner, doc: &str) -> bool {
     if scanner.contains_prefix(doc.as_bytes()) {
         return true;
@@ -545,11 +553,12 @@ fn might_hold_prefix(scanner: &fle_shared::Scanner, doc: &str) -> bool {
             .iter()
             .any(|k| k.markers.prefix.as_bytes().contains(&b))
     };
-    memchr::memmem::find_iter(doc.as_bytes(), b"\\u00").any(|at| {
+    let escaped = memchr::memmem::find_iter(doc.as_bytes(), b"\\u00").any(|at| {
         doc.get(at + 4..at + 6)
             .and_then(|hex| u8::from_str_radix(hex, 16).ok())
             .is_some_and(prefix_bytes)
-    })
+    });
+    escaped || (prefix_bytes(b'/') && memchr::memmem::find(doc.as_bytes(), b"\\/").is_some())
 }
 
 /// The new text of `site`, or `None` to keep it as it is.
@@ -578,6 +587,8 @@ fn render(
         last = hit.span.end;
         let original = &site.value[hit.span.clone()];
         let outcome = match (&hit.what, result.take()) {
+            // Outside the allowed fields nothing is touched, malformed or not.
+            _ if !site.allowed => Err(ProblemKind::MarkerInjection),
             (Err(bad), _) => Err(ProblemKind::Malformed(bad.clone())),
             (Ok(_), None) => Err(ProblemKind::MarkerInjection),
             (Ok(_), Some(Err(e))) => Err(ProblemKind::Provider(e)),
@@ -656,7 +667,10 @@ fn placed(kind: SiteKind, whole: bool, pt: &Plaintext) -> Result<bool, ProblemKi
                 "a JSON value's envelope does not stand alone as a string value",
             ));
         }
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes[1..]).is_err() {
+        // The strict walker: one value, valid UTF-8, no lone surrogates.
+        let valid = std::str::from_utf8(&bytes[1..])
+            .is_ok_and(|text| json::walk(text, &mut CheckOnly, &mut String::new()).is_ok());
+        if !valid {
             return Err(ProblemKind::JsonValue(
                 "the plaintext of a JSON value's envelope is not valid JSON",
             ));

@@ -21,10 +21,29 @@ use crate::provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};
 ///
 /// Each key can have its own client ([`KmsKeyProvider::for_keyring`]): its region (taken from
 /// the key ARN unless set), endpoint, and credentials (optionally an assumed role).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KmsKeyProvider {
     default: aws_sdk_kms::Client,
     per_key: HashMap<KeyId, aws_sdk_kms::Client>,
+}
+
+/// Key ids and regions only: the clients' own `Debug` would show credentials providers, and with
+/// them an assumed role's external ID.
+impl std::fmt::Debug for KmsKeyProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let region = |c: &aws_sdk_kms::Client| c.config().region().map(|r| r.to_string());
+        f.debug_struct("KmsKeyProvider")
+            .field("default_region", &region(&self.default))
+            .field(
+                "keys",
+                &self
+                    .per_key
+                    .iter()
+                    .map(|(id, c)| (id.as_str(), region(c)))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl KmsKeyProvider {
@@ -51,7 +70,8 @@ impl KmsKeyProvider {
     }
 
     /// A provider with one client per key of `keyring` that has a `kms_key_id`: settings from
-    /// `settings.key(id)`, the region from the key's ARN when the settings name none, and the
+    /// `settings.key(id)`, the region from the key's ARN (whatever the settings say: an ARN is
+    /// only valid in its region) or else the settings', and the
     /// role assumed first when configured (credentials refreshed automatically before they
     /// expire). Keys that share settings and region share a client. Refused when no key has a
     /// `kms_key_id` (nothing could be decrypted).
@@ -62,9 +82,11 @@ impl KmsKeyProvider {
         if !keyring.keys().iter().any(|k| k.kms_key_id().is_some()) {
             return Err(KmsSettingsError::NoKmsKeys);
         }
-        let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
+        let mut base = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.default.region {
+            base = base.region(aws_config::Region::new(region.clone()));
+        }
+        let base = base.load().await;
         let mut default = None;
         let mut per_key = HashMap::new();
         let mut shared: Vec<(KmsSettings, Option<String>, aws_sdk_kms::Client)> = Vec::new();
@@ -73,10 +95,10 @@ impl KmsKeyProvider {
                 continue;
             };
             let key_settings = settings.key(entry.id());
-            let region = key_settings
-                .region
-                .clone()
-                .or_else(|| region_from_arn(kms_key_id).map(str::to_owned));
+            // A full ARN can only be used in its own region.
+            let region = region_from_arn(kms_key_id)
+                .map(str::to_owned)
+                .or_else(|| key_settings.region.clone());
             if let Some((_, _, client)) = shared
                 .iter()
                 .find(|(s, r, _)| s == &key_settings && r == &region)
@@ -167,7 +189,8 @@ pub fn region_from_arn(arn: &str) -> Option<&str> {
 /// How to reach KMS for a key: region, endpoint, and a role to assume first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KmsSettings {
-    /// Region; default: the key ARN's, else the environment's.
+    /// Region for keys given by key id or alias; a key ARN's own region always wins. Default:
+    /// the environment's.
     pub region: Option<String>,
     /// Endpoint override (LocalStack, VPC endpoints); also used for STS when a role is assumed.
     pub endpoint_url: Option<String>,

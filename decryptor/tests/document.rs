@@ -291,3 +291,63 @@ proptest! {
         );
     }
 }
+
+/// Found in review: each of these once slipped past the policy or the field restriction.
+#[test]
+fn hostile_plaintexts_and_markers_stay_under_the_policy() {
+    use fle_shared::key::{Marker, MarkerPair};
+    let pem = std::fs::read_to_string(root().join("keys/demo-01.key.pem")).unwrap();
+    let private = OaepPrivateKey::from_pem(&pem).unwrap();
+    // A prefix with a '/', which PHP-style serialisers write as "\/".
+    let markers = MarkerPair {
+        prefix: Marker::new("#a/1#").unwrap(),
+        suffix: Marker::new("#1/a#").unwrap(),
+    };
+    let entry =
+        KeyEntry::new("01".parse().unwrap(), private.public_key().clone()).with_markers(markers);
+    let keyring = fle_shared::Keyring::new(vec![entry]).unwrap();
+    let encryptor = fle_shared::FieldEncryptor::new(&keyring, backend::default_backend()).unwrap();
+    let envelope = |plaintext: &[u8]| {
+        let mut out = String::new();
+        encryptor
+            .key_str("01")
+            .unwrap()
+            .encrypt_into("x", plaintext, &mut out)
+            .unwrap();
+        out
+    };
+    let provider = Arc::new(LocalKeyProvider::new(vec![(
+        "01".parse().unwrap(),
+        private,
+    )]));
+    let d = Decryptor::new(keyring.clone(), provider);
+
+    let escaped = envelope(b"ok").replace('/', "\\/");
+    let out = block_on(d.decrypt(&format!("[\"{escaped}\"]"), Mode::Json, OnError::Fail)).unwrap();
+    assert_eq!(&*out.text, "[\"ok\"]");
+
+    // JSON-value envelopes whose plaintext is not valid JSON (a lone surrogate) or not UTF-8:
+    // problems under the policy, never invalid output or a failed document under "leave".
+    for bad in [&b"\0\"\\ud800\""[..], &b"\0\"\xff\""[..]] {
+        let doc = format!("{{\"v\": \"{}\"}}", envelope(bad));
+        let out = block_on(d.decrypt(&doc, Mode::Json, OnError::Leave)).unwrap();
+        assert_eq!(*out.text, doc);
+        assert_eq!(out.report.problems.len(), 1);
+        assert!(block_on(d.decrypt(&doc, Mode::Json, OnError::Fail)).is_err());
+        let out = block_on(d.decrypt(&doc, Mode::Text, OnError::Redact)).unwrap();
+        assert_eq!(&*out.text, "{\"v\": \"[redacted]\"}");
+    }
+
+    // Under a field restriction, a malformed prefix elsewhere is reported, never fatal.
+    let d = d.only_fields(vec![FieldSelector::parse("ssn").unwrap()]);
+    let doc = format!(
+        "{{\"ssn\": \"{}\", \"note\": \"see #a/1# here\"}}",
+        envelope(b"123")
+    );
+    let out = block_on(d.decrypt(&doc, Mode::Json, OnError::Fail)).unwrap();
+    assert_eq!(
+        &*out.text,
+        "{\"ssn\": \"123\", \"note\": \"see #a/1# here\"}"
+    );
+    assert_eq!(out.report.problems[0].kind, ProblemKind::MarkerInjection);
+}
