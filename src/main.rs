@@ -5,6 +5,7 @@
 mod decrypt_cmd;
 mod demo;
 mod edge_cmd;
+mod keys_cmd;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,9 @@ enum Command {
     ///   fle decrypt --config fle.toml --mode form --on-error redact < form.txt
     #[command(verbatim_doc_comment)]
     Decrypt(decrypt_cmd::DecryptArgs),
+    /// Key tooling: generate a local key pair, fetch a KMS public key, list a keyring.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
 }
 
 /// A crypto backend, by name.
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             &args,
             &mut std::io::stdout().lock(),
         )),
+        Command::Keys(command) => done(keys_cmd::run(&command, &mut std::io::stdout().lock())),
         Command::Decrypt(args) => decrypt_cmd::run(
             &args,
             &mut std::io::stdin().lock(),

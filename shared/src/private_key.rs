@@ -46,6 +46,38 @@ impl OaepPrivateKey {
         Self::from_pkcs8_der(&der)
     }
 
+    /// Generates a new key pair of `bits` (2048, 3072 or 4096) with aws-lc-rs, returning the
+    /// key and its unencrypted PKCS#8 PEM (`PRIVATE KEY`, zeroized on drop) to store.
+    ///
+    /// ```
+    /// use fle_shared::OaepPrivateKey;
+    /// let (key, pem) = OaepPrivateKey::generate(2048)?;
+    /// assert_eq!(key.public_key().modulus_bits(), 2048);
+    /// assert_eq!(OaepPrivateKey::from_pem(&pem)?.public_key(), key.public_key());
+    /// # Ok::<(), fle_shared::PrivateKeyError>(())
+    /// ```
+    pub fn generate(bits: usize) -> Result<(Self, Zeroizing<String>), PrivateKeyError> {
+        use aws_lc_rs::rsa::{KeyPair, KeySize};
+        let size = match bits {
+            2048 => KeySize::Rsa2048,
+            3072 => KeySize::Rsa3072,
+            4096 => KeySize::Rsa4096,
+            _ => {
+                return Err(PrivateKeyError::Rejected(format!(
+                    "{bits}-bit keys are not supported: use 2048, 3072 or 4096"
+                )))
+            }
+        };
+        let pair = KeyPair::generate(size).map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+        let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> = pair
+            .as_der()
+            .map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+        let der = Zeroizing::new(der.as_ref().to_vec());
+        let pem = pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, &der)
+            .map_err(|e| PrivateKeyError::Rejected(format!("PEM: {e}")))?;
+        Ok((Self::from_pkcs8_der(&der)?, Zeroizing::new(pem)))
+    }
+
     /// The matching public key.
     pub fn public_key(&self) -> &RsaPublicKey {
         &self.public

@@ -241,11 +241,20 @@ fn answer(state: &State, target: &str, body: &[u8]) -> (u16, String) {
         }
         "TrentService.GetPublicKey" => {
             let der = key.public_key().spki_der();
+            // Key ids ending in "-sign" stand for signing keys, which fle must refuse.
+            let (usage, algorithms) = if key_id.ends_with("-sign") {
+                ("SIGN_VERIFY", serde_json::json!([]))
+            } else {
+                (
+                    "ENCRYPT_DECRYPT",
+                    serde_json::json!(["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]),
+                )
+            };
             let answer = serde_json::json!({
                 "KeyId": key_id,
                 "KeySpec": format!("RSA_{}", key.public_key().modulus_bits()),
-                "KeyUsage": "ENCRYPT_DECRYPT",
-                "EncryptionAlgorithms": ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"],
+                "KeyUsage": usage,
+                "EncryptionAlgorithms": algorithms,
                 "PublicKey": b64.encode(der),
             });
             (200, answer.to_string())
