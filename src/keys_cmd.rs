@@ -11,7 +11,7 @@ use fle_shared::{KeyEntry, KeyId, Keyring, OaepPrivateKey, RsaPublicKey};
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCommand {
     /// Generate a local RSA key pair (demos, the external-key-pair mode): ID.key.pem (mode 0600)
-    /// and ID.pub.pem in --dir, and print its [[keys]] entry.
+    /// and ID.pub.pem in --dir, and print its `[[keys]]` entry.
     ///
     /// Example: fle keys generate --id 02 --bits 3072 --dir keys
     #[command(verbatim_doc_comment)]
@@ -27,7 +27,7 @@ pub enum KeysCommand {
         dir: PathBuf,
     },
     /// Fetch a KMS key's public key (GetPublicKey) into ID.pub.pem in --dir and print its
-    /// [[keys]] entry; refuses keys whose usage is not ENCRYPT_DECRYPT or that lack
+    /// `[[keys]]` entry; refuses keys whose usage is not ENCRYPT_DECRYPT or that lack
     /// RSAES_OAEP_SHA_256.
     ///
     /// Example: fle keys fetch --key-id arn:aws:kms:eu-west-1:111122223333:key/1234abcd-... --id 03
@@ -54,7 +54,7 @@ pub enum KeysCommand {
     /// Example: fle keys list --config fle.toml
     #[command(verbatim_doc_comment)]
     List {
-        /// Configuration file with [[keys]].
+        /// Configuration file with `[[keys]]`.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
