@@ -50,6 +50,7 @@ pub mod keyring;
 pub mod private_key;
 pub mod scan;
 pub mod secret;
+pub mod stream;
 
 pub use backend::{Backend, BackendError, EncryptionKey};
 pub use encrypt::{EncryptError, FieldEncryptor, KeyEncryptor};

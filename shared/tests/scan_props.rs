@@ -103,3 +103,77 @@ proptest! {
         }
     }
 }
+
+/// Items with stream offsets, comparable across whole and chunked scans.
+fn owned(items: Vec<ScanItem<'_>>, offset: usize) -> Vec<(std::ops::Range<usize>, String)> {
+    items
+        .into_iter()
+        .map(|item| {
+            let span = item.span();
+            let what = match item {
+                ScanItem::Envelope(f) => format!("ok {} {:?}", f.key, f.envelope),
+                ScanItem::Malformed(m) => format!("bad {} {:?}", m.key, m.problem),
+            };
+            (span.start + offset..span.end + offset, what)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Chunk boundaries anywhere (inside markers, payloads, suffixes): the settled regions
+    /// rebuild the text and their items are exactly those of one whole scan.
+    #[test]
+    fn streaming_matches_one_scan(
+        parts in prop::collection::vec((filler(), envelope()), 0..5),
+        tail in filler(),
+        chunks in prop::collection::vec(1usize..700, 1..40),
+    ) {
+        let scanner = scanner();
+        let keys = scanner.keys();
+        let mut text = String::new();
+        for (fill, (first, ct)) in &parts {
+            text.push_str(fill);
+            write_v1(&(if *first { &keys[0] } else { &keys[1] }).markers, ct, &mut text);
+        }
+        text.push_str(&tail);
+        let whole = owned(scanner.scan_str(&text).collect(), 0);
+
+        let mut stream = fle_shared::stream::StreamScanner::new(&scanner);
+        let (mut rebuilt, mut items) = (Vec::new(), Vec::new());
+        let mut rest = text.as_bytes();
+        let mut sizes = chunks.iter().cycle();
+        while !rest.is_empty() {
+            let n = (*sizes.next().unwrap()).min(rest.len());
+            let region = stream.push(&rest[..n]);
+            prop_assert_eq!(region.offset as usize, rebuilt.len());
+            rebuilt.extend_from_slice(region.text);
+            items.extend(owned(region.items, region.offset as usize));
+            rest = &rest[n..];
+            prop_assert!(stream.pending() <= 700 + 4 + 512 + 5, "pending {}", stream.pending());
+        }
+        let region = stream.finish();
+        prop_assert_eq!(region.offset as usize, rebuilt.len());
+        rebuilt.extend_from_slice(region.text);
+        items.extend(owned(region.items, region.offset as usize));
+        prop_assert_eq!(rebuilt, text.as_bytes());
+        prop_assert_eq!(items, whole);
+    }
+}
+
+#[test]
+fn an_endless_candidate_is_settled_with_bounded_memory() {
+    let scanner = scanner();
+    let mut stream = fle_shared::stream::StreamScanner::new(&scanner);
+    let mut malformed = 0;
+    let region = stream.push(b"x #01#");
+    assert!(region.items.is_empty());
+    for _ in 0..1000 {
+        let region = stream.push(&[b'A'; 1000]);
+        malformed += region.items.len();
+        assert!(stream.pending() < 2000, "{}", stream.pending());
+    }
+    assert_eq!(malformed, 1);
+    assert!(stream.finish().items.is_empty());
+}
