@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
@@ -17,46 +16,30 @@ mod kms_wire;
 const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/fle-cli";
 
 fn fle(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fle"))
-        .args(args)
-        .current_dir(root())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    run_fle(&root(), args, stdin)
+}
+
+/// `fle encrypt` with the demo public key: these fields, these extra arguments.
+fn encrypt_with(fields: &str, extra: &[&str], body: &str) -> String {
+    let mut args = vec![
+        "encrypt",
+        "--public-key",
+        "keys/demo-01.pub.pem",
+        "--fields",
+        fields,
+    ];
+    args.extend_from_slice(extra);
+    let out = fle(&args, body);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn encrypt(fields: &str, body: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fle"))
-        .args([
-            "encrypt",
-            "--public-key",
-            "keys/demo-01.pub.pem",
-            "--fields",
-            fields,
-        ])
-        .current_dir(root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
+    encrypt_with(fields, &[], body)
 }
 
 fn text(out: &Output) -> (i32, String, String) {
@@ -146,30 +129,11 @@ fn private_key_json_round_trip_and_exit_codes() {
 
 #[test]
 fn text_and_form_modes() {
-    let form = {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fle"))
-            .args([
-                "encrypt",
-                "--public-key",
-                "keys/demo-01.pub.pem",
-                "--fields",
-                "card",
-                "--content-type",
-                "application/x-www-form-urlencoded",
-            ])
-            .current_dir(root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"card=4111+1111&x=1")
-            .unwrap();
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
-    };
+    let form = encrypt_with(
+        "card",
+        &["--content-type", "application/x-www-form-urlencoded"],
+        "card=4111+1111&x=1",
+    );
     let args = [
         "decrypt",
         "--private-key",

@@ -8,6 +8,33 @@ use fle_shared::{KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey};
 /// Key sizes every test covers.
 pub const SIZES: [usize; 3] = [2048, 3072, 4096];
 
+/// Runs the `fle` binary in `dir` with `stdin`. AWS settings come from here only (test
+/// credentials, no region, no profile, no instance metadata), so nothing can leave loopback.
+pub fn run_fle(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fle"))
+        .args(args)
+        .current_dir(dir)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONFIG_FILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The process may exit (a usage error) before reading its input: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
