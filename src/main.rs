@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod decrypt_cmd;
 mod demo;
 mod edge_cmd;
@@ -46,19 +47,51 @@ enum Command {
     ///
     /// Example: fle bundle-config --config fle.toml > bundled.toml
     BundleConfig(edge_cmd::BundleConfigArgs),
-    /// Decrypt every envelope in a document: stdin to stdout, plaintext put back encoded for where it stands.
+    /// Decrypt every envelope: stdin to stdout, or files and directory trees (streamed, resumable).
     ///
-    /// Exit status: 0 all decrypted; 1 the input was refused (--on-error fail); 2 usage,
-    /// configuration or I/O error; 3 written, with envelopes left, redacted or refused (one
-    /// line each on stderr, never plaintext).
+    /// Plaintext is put back encoded for where it stands (JSON re-escaped, form percent-encoded,
+    /// CSV quoted). Files are read by extension (.json, .jsonl/.ndjson, .csv, else text) or
+    /// --format; outputs go to --out DIR (a mirrored tree) or --in-place, always through a
+    /// temporary file and an atomic rename; --resume continues an interrupted job from its
+    /// manifest. A progress line is drawn when stderr is a terminal; a summary ends file jobs
+    /// (--json: as JSON).
+    ///
+    /// Exit status: 0 all decrypted; 1 the input was refused (--on-error fail), or every
+    /// input; 2 usage, configuration or I/O error; 3 partial: written, with envelopes left,
+    /// redacted or refused, or some inputs failed (one line each on stderr, never plaintext).
     ///
     /// Examples:
     ///   fle decrypt --private-key keys/demo-01.key.pem < body.json
     ///   fle decrypt --kms-key-id arn:aws:kms:eu-west-1:111122223333:key/1234abcd-... < body.json
     ///   fle decrypt --kms-key-id alias/fle --kms-endpoint http://127.0.0.1:4566 --region us-east-1 --mode text < app.log
     ///   fle decrypt --config fle.toml --mode form --on-error redact < form.txt
+    ///   fle decrypt --config fle.toml exports/ --include '**/*.jsonl' --out plain/ --kms-rps 300
+    ///   fle decrypt --config fle.toml exports/ --out plain/ --resume
     #[command(verbatim_doc_comment)]
     Decrypt(decrypt_cmd::DecryptArgs),
+    /// Re-encrypt every envelope to another key (key rotation): plaintext exists only in memory.
+    ///
+    /// Each envelope is decrypted (KMS or --private-key) and its plaintext bytes, as they are,
+    /// encrypted to the --to key's public key; envelopes already under it are left. Inputs,
+    /// outputs, --resume and exit status as for decrypt.
+    ///
+    /// Examples:
+    ///   fle reencrypt --config fle.toml --to 02 data/ --out rotated/
+    ///   fle reencrypt --config fle.toml --to 02 data/ --in-place --include '*.csv' --kms-rps 200
+    ///   fle reencrypt --private-key keys/old.key.pem --to 02 --to-public-key keys/02.pub.pem < in.jsonl > out.jsonl
+    #[command(verbatim_doc_comment)]
+    Reencrypt(decrypt_cmd::ReencryptArgs),
+    /// Audit: count envelopes per key and find the ones that cannot be decrypted; no plaintext is output.
+    ///
+    /// Every envelope is decrypted and its plaintext dropped at once. Each problem is printed
+    /// on stdout (FILE: envelope at byte N ...); the summary on stderr (--json: on stdout).
+    /// Exit status: 0 every envelope decrypts; 3 problems found; 2 usage or I/O error.
+    ///
+    /// Examples:
+    ///   fle verify --config fle.toml data/ --json
+    ///   fle verify --config fle.toml --format jsonl < export.jsonl
+    #[command(verbatim_doc_comment)]
+    Verify(decrypt_cmd::VerifyArgs),
     /// Key tooling: generate a local key pair, fetch a KMS public key, list a keyring.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
@@ -77,6 +110,15 @@ impl BackendChoice {
     /// The backend this names.
     pub fn backend(self) -> &'static dyn fle_shared::Backend {
         edge_cmd::backend_for(self)
+    }
+}
+
+/// The exit status of a batch command.
+fn ended(e: batch::Ended) -> ExitCode {
+    match e {
+        batch::Ended::Clean => ExitCode::SUCCESS,
+        batch::Ended::Refused => ExitCode::from(1),
+        batch::Ended::Partial => ExitCode::from(3),
     }
 }
 
@@ -103,16 +145,9 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
         )),
         Command::Keys(command) => done(keys_cmd::run(&command, &mut std::io::stdout().lock())),
-        Command::Decrypt(args) => decrypt_cmd::run(
-            &args,
-            &mut std::io::stdin().lock(),
-            &mut std::io::stdout().lock(),
-            &mut std::io::stderr().lock(),
-        )
-        .map(|ended| match ended {
-            decrypt_cmd::Ended::Clean => ExitCode::SUCCESS,
-            decrypt_cmd::Ended::WithProblems => ExitCode::from(3),
-        }),
+        Command::Decrypt(args) => decrypt_cmd::decrypt(&args).map(ended),
+        Command::Reencrypt(args) => decrypt_cmd::reencrypt(&args).map(ended),
+        Command::Verify(args) => decrypt_cmd::verify(&args).map(ended),
     };
     match result {
         Ok(code) => code,
@@ -121,6 +156,7 @@ fn main() -> ExitCode {
             // 1: the input was refused; 2: bad usage, configuration or I/O.
             if e.downcast_ref::<fle_edge_encryptor::BodyError>().is_some()
                 || e.downcast_ref::<fle_decryptor::DocumentError>().is_some()
+                || e.downcast_ref::<batch::Refused>().is_some()
             {
                 ExitCode::from(1)
             } else {

@@ -8,6 +8,7 @@
 //! strings re-escaped, form parts percent-encoded) and splice it into the document.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use fle_shared::body::json::{self, JsonError, StringToken, Visitor};
 use fle_shared::body::{form, render_path, FieldSelector, Seg, JSON_VALUE_TAG};
 use fle_shared::scan::{self, ScanItem};
-use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext};
+use fle_shared::{EncryptError, Envelope, KeyEncryptor, KeyEntry, KeyId, Keyring, Plaintext};
 use zeroize::Zeroizing;
 
 use crate::engine::{decrypt_all, DecryptPolicy, RateLimiter};
@@ -217,6 +218,68 @@ impl Decryptor {
         mode: Mode,
         on_error: OnError,
     ) -> Result<Decrypted, DocumentError> {
+        self.process(doc, mode, on_error, Action::Decrypt).await
+    }
+
+    /// Like [`Decryptor::decrypt`], with the plaintext of each envelope handled as `action`
+    /// says: decrypted in place, re-encrypted to another key, or only checked.
+    ///
+    /// With [`Action::Verify`] the error policy does not matter (nothing is written: every
+    /// problem is reported, none fails the call) and the returned text is empty.
+    pub async fn process(
+        &self,
+        doc: &str,
+        mode: Mode,
+        on_error: OnError,
+        action: Action<'_>,
+    ) -> Result<Decrypted, DocumentError> {
+        let (bytes, report) = self
+            .run(doc.as_bytes(), mode, on_error, action, None)
+            .await?;
+        Ok(Decrypted {
+            text: into_text(bytes),
+            report,
+        })
+    }
+
+    /// Processes a region of a text stream in [`Mode::Text`]: `items` are what the scanner
+    /// found in `text` (a [`fle_shared::stream::StreamScanner`] region's items), so text of
+    /// any encoding, cut anywhere between envelopes, can be handled region by region. Bytes
+    /// between envelopes are copied as they are; problem offsets are relative to `text`.
+    pub async fn process_region(
+        &self,
+        text: &[u8],
+        items: Vec<ScanItem<'_>>,
+        on_error: OnError,
+        action: Action<'_>,
+    ) -> Result<ProcessedBytes, DocumentError> {
+        let (bytes, report) = self
+            .run(text, Mode::Text, on_error, action, Some(items))
+            .await?;
+        Ok(ProcessedBytes { bytes, report })
+    }
+
+    /// Whether `doc` may hold an envelope (or, in JSON, the escaped start of one). When it
+    /// cannot, every action returns it unchanged and makes no provider call: batch front ends
+    /// use this to pass marker-free runs of records through untouched.
+    pub fn may_hold_envelopes(&self, doc: &[u8], mode: Mode) -> bool {
+        let scanner = self.keyring.scanner();
+        match mode {
+            Mode::Json => might_hold_prefix(scanner, doc),
+            // A form may percent-encode a prefix's bytes.
+            Mode::Form => scanner.contains_prefix(doc) || memchr::memchr(b'%', doc).is_some(),
+            Mode::Text => scanner.contains_prefix(doc),
+        }
+    }
+
+    async fn run(
+        &self,
+        doc: &[u8],
+        mode: Mode,
+        on_error: OnError,
+        action: Action<'_>,
+        items: Option<Vec<ScanItem<'_>>>,
+    ) -> Result<(Zeroizing<Vec<u8>>, Report), DocumentError> {
         let scanner = self.keyring.scanner();
         // 1. Sites whose decoded content contains a prefix (in text mode, each item the scanner
         // finds is a site of its own; the text between is copied as is), and 2. the envelopes
@@ -237,11 +300,12 @@ impl Decryptor {
         };
         match mode {
             Mode::Text => {
-                for item in scanner.scan(doc.as_bytes()) {
+                let items = items.unwrap_or_else(|| scanner.scan(doc).collect());
+                for item in items {
                     let span = item.span();
                     hits.push(hit(sites.len(), 0..span.len(), item));
                     sites.push(Site {
-                        value: Cow::Borrowed(&doc.as_bytes()[span.clone()]),
+                        value: Cow::Borrowed(&doc[span.clone()]),
                         value_at: Some(span.start),
                         range: span,
                         kind: SiteKind::Text,
@@ -253,9 +317,14 @@ impl Decryptor {
             // Nothing to decrypt: the document is returned as it is, unparsed.
             Mode::Json if !might_hold_prefix(scanner, doc) => {}
             Mode::Json | Mode::Form => {
+                // Only the `&str` entry points reach here.
+                let text = std::str::from_utf8(doc).map_err(|e| JsonError::Syntax {
+                    what: "text that is not UTF-8",
+                    offset: e.valid_up_to(),
+                })?;
                 sites = match mode {
-                    Mode::Json => self.json_sites(doc)?,
-                    _ => self.form_sites(doc)?,
+                    Mode::Json => self.json_sites(text)?,
+                    _ => self.form_sites(text)?,
                 };
                 for (s, site) in sites.iter().enumerate() {
                     hits.extend(
@@ -266,11 +335,16 @@ impl Decryptor {
                 }
             }
         }
+        let target = match action {
+            Action::Reencrypt(to) => Some(to.id()),
+            Action::Decrypt | Action::Verify => None,
+        };
         let wanted: Vec<(usize, (&KeyEntry, &Envelope))> = hits
             .iter()
             .enumerate()
             .filter(|(_, h)| sites[h.site].allowed)
             .filter_map(|(i, h)| Some((i, (h.key?, h.what.as_ref().ok()?))))
+            .filter(|(_, (key, _))| Some(key.id()) != target)
             .collect();
         let items: Vec<_> = wanted.iter().map(|(_, item)| *item).collect();
         let results = decrypt_all(&*self.provider, &self.limiter, &self.policy, &items).await;
@@ -280,11 +354,21 @@ impl Decryptor {
         }
 
         // 3. Render the sites and splice them in.
-        let mut report = Report {
-            envelopes: hits.iter().filter(|h| h.what.is_ok()).count(),
-            ..Report::default()
+        let mut report = Report::default();
+        for h in &hits {
+            if let (Ok(_), Some(key)) = (&h.what, h.key) {
+                report.envelopes += 1;
+                *report.keys.entry(key.id().clone()).or_insert(0) += 1;
+            }
+        }
+        let on_error = match action {
+            Action::Verify => OnError::Leave,
+            Action::Decrypt | Action::Reencrypt(_) => on_error,
         };
-        let mut out = Zeroizing::new(String::with_capacity(doc.len()));
+        let mut out = Zeroizing::new(Vec::with_capacity(match action {
+            Action::Verify => 0,
+            Action::Decrypt | Action::Reencrypt(_) => doc.len(),
+        }));
         let mut last = 0;
         let mut hit = 0;
         for (s, site) in sites.iter().enumerate() {
@@ -296,19 +380,24 @@ impl Decryptor {
                 site,
                 &hits[hit..end],
                 &mut plain[hit..end],
-                on_error,
+                (on_error, action),
                 &mut report,
             )?;
             hit = end;
-            out.push_str(&doc[last..site.range.start]);
+            if matches!(action, Action::Verify) {
+                continue;
+            }
+            out.extend_from_slice(&doc[last..site.range.start]);
             match rendered {
-                Some(text) => out.push_str(&text),
-                None => out.push_str(&doc[site.range.clone()]),
+                Some(text) => out.extend_from_slice(text.as_bytes()),
+                None => out.extend_from_slice(&doc[site.range.clone()]),
             }
             last = site.range.end;
         }
-        out.push_str(&doc[last..]);
-        Ok(Decrypted { text: out, report })
+        if !matches!(action, Action::Verify) {
+            out.extend_from_slice(&doc[last..]);
+        }
+        Ok((out, report))
     }
 
     fn json_sites<'d>(&self, doc: &'d str) -> Result<Vec<Site<'d>>, DocumentError> {
@@ -364,6 +453,48 @@ impl Decryptor {
     }
 }
 
+/// What [`Decryptor::process`] does with each envelope's plaintext.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    /// Put the plaintext in the envelope's place, encoded for where it stands.
+    Decrypt,
+    /// Encrypt the plaintext's bytes as they are (a JSON value's tag byte included) to this
+    /// key and put the new envelope in the old one's place; envelopes already under this key
+    /// are left as they are. Plaintext exists only in memory.
+    Reencrypt(&'a KeyEncryptor),
+    /// Decrypt to check that it can be done, then drop the plaintext; write nothing.
+    Verify,
+}
+
+/// The result of [`Decryptor::process_region`]: bytes, as the input was.
+pub struct ProcessedBytes {
+    /// The region with its envelopes handled (zeroized on drop).
+    pub bytes: Zeroizing<Vec<u8>>,
+    /// What was found and done.
+    pub report: Report,
+}
+
+impl fmt::Debug for ProcessedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessedBytes")
+            .field("bytes", &format_args!("{} bytes", self.bytes.len()))
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+/// Output built from UTF-8 input and UTF-8 pieces is UTF-8; moved, never copied.
+fn into_text(mut bytes: Zeroizing<Vec<u8>>) -> Zeroizing<String> {
+    let owned = std::mem::take(&mut *bytes);
+    Zeroizing::new(String::from_utf8(owned).unwrap_or_else(|e| {
+        // Unreachable: every piece is UTF-8. Never panic on it all the same.
+        let mut lossy = e.into_bytes();
+        let text = String::from_utf8_lossy(&lossy).into_owned();
+        zeroize::Zeroize::zeroize(&mut lossy);
+        text
+    }))
+}
+
 /// The result of [`Decryptor::decrypt`].
 pub struct Decrypted {
     /// The document with its envelopes replaced (zeroized on drop).
@@ -386,8 +517,13 @@ impl fmt::Debug for Decrypted {
 pub struct Report {
     /// Well-formed envelopes found.
     pub envelopes: usize,
-    /// Envelopes replaced by their plaintext.
+    /// Well-formed envelopes found, per key.
+    pub keys: BTreeMap<KeyId, usize>,
+    /// Envelopes decrypted: replaced by their plaintext ([`Action::Decrypt`]), by a new
+    /// envelope ([`Action::Reencrypt`]), or found decryptable ([`Action::Verify`]).
     pub decrypted: usize,
+    /// Envelopes already under the [`Action::Reencrypt`] target key, left as they are.
+    pub kept: usize,
     /// Envelopes left, redacted, or refused, in document order.
     pub problems: Vec<Problem>,
 }
@@ -426,6 +562,10 @@ pub enum ProblemKind {
     /// An envelope outside the fields decryption is restricted to: left encrypted.
     #[error("envelope outside the configured fields (marker injection): left encrypted")]
     MarkerInjection,
+    /// The plaintext could not be encrypted to the re-encryption target key (longer than
+    /// that key can carry).
+    #[error("cannot re-encrypt: {0}")]
+    Reencrypt(EncryptError),
 }
 
 impl fmt::Display for Problem {
@@ -543,8 +683,8 @@ impl Visitor for CheckOnly {
 /// Whether a JSON document may hold a configured prefix: written out, or with some of its bytes
 /// escaped (`\u00XX`, or `\/`), which only the full walk decodes. Prefixes are ASCII without
 /// `"` or `\`, so these are the only ways to write them.
-fn might_hold_prefix(scanner: &fle_shared::Scanner, doc: &str) -> bool {
-    if scanner.contains_prefix(doc.as_bytes()) {
+fn might_hold_prefix(scanner: &fle_shared::Scanner, doc: &[u8]) -> bool {
+    if scanner.contains_prefix(doc) {
         return true;
     }
     let prefix_bytes = |b: u8| {
@@ -553,12 +693,13 @@ fn might_hold_prefix(scanner: &fle_shared::Scanner, doc: &str) -> bool {
             .iter()
             .any(|k| k.markers.prefix.as_bytes().contains(&b))
     };
-    let escaped = memchr::memmem::find_iter(doc.as_bytes(), b"\\u00").any(|at| {
+    let escaped = memchr::memmem::find_iter(doc, b"\\u00").any(|at| {
         doc.get(at + 4..at + 6)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok())
             .is_some_and(prefix_bytes)
     });
-    escaped || (prefix_bytes(b'/') && memchr::memmem::find(doc.as_bytes(), b"\\/").is_some())
+    escaped || (prefix_bytes(b'/') && memchr::memmem::find(doc, b"\\/").is_some())
 }
 
 /// The new text of `site`, or `None` to keep it as it is.
@@ -566,7 +707,7 @@ fn render(
     site: &Site<'_>,
     hits: &[Hit<'_>],
     plain: &mut [Option<Result<Plaintext, ProviderError>>],
-    on_error: OnError,
+    (on_error, action): (OnError, Action<'_>),
     report: &mut Report,
 ) -> Result<Option<Zeroizing<String>>, DocumentError> {
     let problem = |hit: &Hit<'_>, kind| Problem {
@@ -590,12 +731,31 @@ fn render(
             // Outside the allowed fields nothing is touched, malformed or not.
             _ if !site.allowed => Err(ProblemKind::MarkerInjection),
             (Err(bad), _) => Err(ProblemKind::Malformed(bad.clone())),
-            (Ok(_), None) => Err(ProblemKind::MarkerInjection),
+            (Ok(_), None) => match (action, hit.key) {
+                (Action::Reencrypt(to), Some(key)) if key.id() == to.id() => {
+                    // Already under the target key.
+                    content.extend_from_slice(original);
+                    report.kept += 1;
+                    continue;
+                }
+                _ => Err(ProblemKind::MarkerInjection),
+            },
             (Ok(_), Some(Err(e))) => Err(ProblemKind::Provider(e)),
-            (Ok(_), Some(Ok(pt))) => {
-                let whole = hit.span == (0..site.value.len());
-                placed(site.kind, whole, &pt).map(|is_value| (pt, is_value))
-            }
+            (Ok(_), Some(Ok(pt))) => match action {
+                Action::Decrypt | Action::Verify => {
+                    let whole = hit.span == (0..site.value.len());
+                    placed(site.kind, whole, &pt).map(|is_value| (pt, is_value))
+                }
+                // The plaintext's bytes travel as they are, a JSON value's tag included.
+                Action::Reencrypt(to) => {
+                    let mut envelope = String::with_capacity(to.envelope_len());
+                    let field = site.field.as_deref().unwrap_or("text");
+                    match to.encrypt_into(field, pt.as_bytes(), &mut envelope) {
+                        Ok(()) => Ok((Plaintext::from(envelope.into_bytes()), false)),
+                        Err(e) => Err(ProblemKind::Reencrypt(e)),
+                    }
+                }
+            },
         };
         match outcome {
             Ok((pt, is_value)) => {
@@ -625,7 +785,7 @@ fn render(
             }
         }
     }
-    if !changed {
+    if !changed || matches!(action, Action::Verify) {
         return Ok(None);
     }
     content.extend_from_slice(&site.value[last..]);

@@ -52,8 +52,8 @@ mod provider;
 
 pub use config::{DecryptConfig, DecryptConfigError};
 pub use document::{
-    Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind, Report, UnknownName,
-    REDACTED,
+    Action, Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind,
+    ProcessedBytes, Report, UnknownName, REDACTED,
 };
 pub use engine::{decrypt_all, DecryptPolicy, RateLimiter, DEFAULT_RATE_PER_SECOND};
 pub use kms::{AssumeRole, KmsConfig, KmsKeyProvider, KmsSettings, KmsSettingsError, SecretSource};

@@ -1,0 +1,200 @@
+//! Turning the inputs and output options into units: one per input file (directories walked in
+//! sorted order, include/exclude globs applied), or stdin.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::records::Format;
+use super::{BatchArgs, Job, PARTIAL};
+
+/// Name of the manifest file when `--manifest` is not given.
+pub const MANIFEST_NAME: &str = ".fle-manifest.json";
+
+/// One input and where its output goes.
+#[derive(Debug)]
+pub struct Unit {
+    /// How it is named in warnings and the manifest ("" for stdin).
+    pub name: String,
+    /// The input file; `None`: stdin.
+    pub source: Option<PathBuf>,
+    /// Where the output goes.
+    pub dest: Dest,
+    /// How it is read.
+    pub format: Format,
+    /// Its size (0 for stdin).
+    pub size: u64,
+    /// Largest record.
+    pub max_record: usize,
+}
+
+/// Where a unit's output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// Standard output.
+    Stdout,
+    /// A file, through `FILE.fle-partial` and a rename.
+    File(PathBuf),
+    /// Nowhere (verify).
+    Nowhere,
+}
+
+/// The units of a job.
+pub fn plan(args: &BatchArgs, job: &Job<'_>, verify: bool) -> anyhow::Result<Vec<Unit>> {
+    if verify && (args.out.is_some() || args.in_place) {
+        bail!("verify writes no data: --out and --in-place do not apply");
+    }
+    if args.inputs.is_empty() {
+        if args.out.is_some() || args.in_place {
+            bail!("--out and --in-place need input files (none given: stdin goes to stdout)");
+        }
+        return Ok(vec![Unit {
+            name: String::new(),
+            source: None,
+            dest: if verify { Dest::Nowhere } else { Dest::Stdout },
+            format: job.format.unwrap_or(job.stdin_format),
+            size: 0,
+            max_record: args.max_record,
+        }]);
+    }
+    let include = globs(&args.include, "--include")?;
+    let exclude = globs(&args.exclude, "--exclude")?;
+    let out_dir = args
+        .out
+        .as_ref()
+        .map(|o| fs::canonicalize(o).unwrap_or_else(|_| o.clone()));
+    // (source, path relative to its input root)
+    let mut found: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for input in &args.inputs {
+        let meta = fs::metadata(input).with_context(|| format!("reading {}", input.display()))?;
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            walk(input, Path::new(""), out_dir.as_deref(), &mut files)?;
+            files.sort();
+            for rel in files {
+                if include.as_ref().is_some_and(|g| !g.is_match(&rel)) {
+                    continue;
+                }
+                if exclude.as_ref().is_some_and(|g| g.is_match(&rel)) {
+                    continue;
+                }
+                found.push((input.join(&rel), rel));
+            }
+        } else {
+            let name = input
+                .file_name()
+                .map(PathBuf::from)
+                .with_context(|| format!("{} is not a file name", input.display()))?;
+            found.push((input.clone(), name));
+        }
+    }
+    let several = found.len() > 1 || args.inputs.iter().any(|i| i.is_dir());
+    if several && !verify && args.out.is_none() && !args.in_place {
+        bail!("several input files: give --out DIR (a tree mirroring the inputs) or --in-place");
+    }
+    let mut dests = BTreeSet::new();
+    let mut units = Vec::new();
+    for (source, rel) in found {
+        let dest = if verify {
+            Dest::Nowhere
+        } else if let Some(out) = &args.out {
+            Dest::File(out.join(&rel))
+        } else if args.in_place {
+            Dest::File(source.clone())
+        } else {
+            Dest::Stdout
+        };
+        if let Dest::File(d) = &dest {
+            if !dests.insert(d.clone()) {
+                bail!("two inputs would both be written to {}", d.display());
+            }
+            if !args.in_place && !args.resume && !args.overwrite && d.exists() {
+                bail!("{} exists: add --overwrite to replace it", d.display());
+            }
+        }
+        let size = fs::metadata(&source)
+            .with_context(|| format!("reading {}", source.display()))?
+            .len();
+        units.push(Unit {
+            name: source.display().to_string(),
+            format: job
+                .format
+                .unwrap_or_else(|| Format::from_extension(&source)),
+            source: Some(source),
+            dest,
+            size,
+            max_record: args.max_record,
+        });
+    }
+    if units.is_empty() {
+        bail!("no input files (after --include / --exclude)");
+    }
+    Ok(units)
+}
+
+/// The manifest's path, if the job keeps one.
+pub fn manifest_path(args: &BatchArgs, verify: bool) -> Option<PathBuf> {
+    if let Some(m) = &args.manifest {
+        return Some(m.clone());
+    }
+    if verify || args.inputs.is_empty() {
+        return None;
+    }
+    if let Some(out) = &args.out {
+        return Some(out.join(MANIFEST_NAME));
+    }
+    if args.in_place {
+        let first = &args.inputs[0];
+        let dir = if first.is_dir() {
+            first.clone()
+        } else {
+            first.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        return Some(dir.join(MANIFEST_NAME));
+    }
+    None
+}
+
+fn globs(patterns: &[String], flag: &str) -> anyhow::Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        set.add(Glob::new(p).with_context(|| format!("{flag} {p}"))?);
+    }
+    Ok(Some(set.build().with_context(|| flag.to_string())?))
+}
+
+/// Regular files under `root/rel`, as paths relative to `root`. Symbolic links are not
+/// followed; the job's own files (temporary outputs, manifests) and the output directory are
+/// skipped.
+fn walk(
+    root: &Path,
+    rel: &Path,
+    out_dir: Option<&Path>,
+    files: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    let dir = root.join(rel);
+    if let Some(out) = out_dir {
+        if fs::canonicalize(&dir).is_ok_and(|d| d == out) {
+            return Ok(());
+        }
+    }
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let kind = entry.file_type()?;
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        let path = rel.join(&name);
+        if kind.is_dir() {
+            walk(root, &path, out_dir, files)?;
+        } else if kind.is_file() && !text.ends_with(PARTIAL) && !text.starts_with(MANIFEST_NAME) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
