@@ -123,25 +123,26 @@ pub async fn run(
 ) -> anyhow::Result<Ended> {
     let started = Instant::now();
     let verify = matches!(job.action, Action::Verify);
+    // The manifest: only for jobs that write files (or verify jobs given one). An interrupted
+    // job's manifest is looked at first: its outputs exist.
+    let manifest_path = plan::manifest_path(args, verify);
+    if let Some(path) = &manifest_path {
+        if path.exists() && !args.resume {
+            bail!(
+                "{} exists: an earlier job was interrupted. Add --resume to continue it, \
+                 or remove the file to start again",
+                path.display()
+            );
+        }
+    }
     let units = plan::plan(args, job, verify)?;
     let data_on_stdout = units.iter().any(|u| matches!(u.dest, Dest::Stdout));
     let files = units.iter().any(|u| u.source.is_some());
     if args.resume && !files {
         bail!("--resume needs input files (stdin cannot be resumed)");
     }
-    // The manifest: only for jobs that write files (or verify jobs given one).
-    let manifest_path = plan::manifest_path(args, verify);
     let mut manifest = match &manifest_path {
-        Some(path) if path.exists() => {
-            if !args.resume {
-                bail!(
-                    "{} exists: an earlier job was interrupted. Add --resume to continue it, \
-                     or remove the file to start again",
-                    path.display()
-                );
-            }
-            Manifest::load(path, &job_id(job, args))?
-        }
+        Some(path) if path.exists() => Manifest::load(path, &job_id(job, args))?,
         _ => Manifest::new(job_id(job, args)),
     };
     let total: u64 = units.iter().map(|u| u.size).sum();
