@@ -266,6 +266,24 @@ fn decrypt_tree_in_every_format() {
     assert_eq!(code(&run), 2);
     assert!(stderr(&run).contains("--out"), "{}", stderr(&run));
 
+    // Field restrictions cannot apply to CSV or text: a usage error before anything runs.
+    let run = fle(
+        &root(),
+        &[
+            "decrypt",
+            "--private-key",
+            DEMO_KEY,
+            "--fields",
+            "ssn",
+            s(&enc),
+            "--out",
+            s(&t.path("x")),
+        ],
+    );
+    assert_eq!(code(&run), 2);
+    assert!(stderr(&run).contains("--fields"), "{}", stderr(&run));
+    assert!(!t.path("x").exists());
+
     // One file without --out: to stdout.
     let run = fle(
         &root(),

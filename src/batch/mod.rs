@@ -559,12 +559,6 @@ async fn pump(
     sink: &mut dyn Sink,
     warnings: &mut Warnings,
 ) -> anyhow::Result<Counts> {
-    if job.has_fields && matches!(unit.format, Format::Csv | Format::Text) {
-        bail!(
-            "--fields selects JSON paths and form names; it cannot apply to {} input",
-            unit.format.name()
-        );
-    }
     let mut split = Splitter::new(
         input,
         unit.format,
@@ -786,6 +780,8 @@ fn at_input(p: &Problem, record_at: u64) -> Problem {
 /// stdout.
 struct Warnings {
     verify: bool,
+    /// Whether stderr is a terminal (a progress line may need clearing).
+    terminal: bool,
     shown: usize,
     hidden: usize,
 }
@@ -797,6 +793,7 @@ impl Warnings {
     fn new(verify: bool) -> Self {
         Warnings {
             verify,
+            terminal: stderr_is_terminal(),
             shown: 0,
             hidden: 0,
         }
@@ -821,7 +818,8 @@ impl Warnings {
         if self.shown < MAX_WARNINGS {
             self.shown += 1;
             let mut err = io::stderr().lock();
-            let _ = writeln!(err, "fle: warning: {at}{text}");
+            let clear = if self.terminal { "\r\x1b[2K" } else { "" };
+            let _ = writeln!(err, "{clear}fle: warning: {at}{text}");
         } else {
             self.hidden += 1;
         }

@@ -44,21 +44,23 @@ pub enum Dest {
 
 /// The units of a job.
 pub fn plan(args: &BatchArgs, job: &Job<'_>, verify: bool) -> anyhow::Result<Vec<Unit>> {
-    if verify && (args.out.is_some() || args.in_place) {
-        bail!("verify writes no data: --out and --in-place do not apply");
+    if verify && (args.out.is_some() || args.in_place || args.resume || args.manifest.is_some()) {
+        bail!("verify writes no data and keeps no manifest: --out, --in-place, --resume and --manifest do not apply");
     }
     if args.inputs.is_empty() {
         if args.out.is_some() || args.in_place {
             bail!("--out and --in-place need input files (none given: stdin goes to stdout)");
         }
-        return Ok(vec![Unit {
+        let units = vec![Unit {
             name: String::new(),
             source: None,
             dest: if verify { Dest::Nowhere } else { Dest::Stdout },
             format: job.format.unwrap_or(job.stdin_format),
             size: 0,
             max_record: args.max_record,
-        }]);
+        }];
+        check_fields(job, &units)?;
+        return Ok(units);
     }
     let include = globs(&args.include, "--include")?;
     let exclude = globs(&args.exclude, "--exclude")?;
@@ -132,7 +134,30 @@ pub fn plan(args: &BatchArgs, job: &Job<'_>, verify: bool) -> anyhow::Result<Vec
     if units.is_empty() {
         bail!("no input files (after --include / --exclude)");
     }
+    check_fields(job, &units)?;
     Ok(units)
+}
+
+/// Field restrictions name JSON paths and form fields: CSV and text have neither.
+fn check_fields(job: &Job<'_>, units: &[Unit]) -> anyhow::Result<()> {
+    if !job.has_fields {
+        return Ok(());
+    }
+    match units
+        .iter()
+        .find(|u| matches!(u.format, Format::Csv | Format::Text))
+    {
+        Some(u) => bail!(
+            "--fields selects JSON paths and form fields; it cannot apply to {} input{}",
+            u.format.name(),
+            if u.name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", u.name)
+            }
+        ),
+        None => Ok(()),
+    }
 }
 
 /// The manifest's path, if the job keeps one.
