@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use fle_decryptor::{
     Action, DecryptConfig, DecryptPolicy, Decryptor, KeyProvider, KmsConfig, KmsKeyProvider,
-    LocalKeyProvider, OnError, RateLimiter,
+    LocalKeyProvider, OnError,
 };
 use fle_shared::body::FieldSelector;
 use fle_shared::{backend, FieldEncryptor, KeyEntry, KeyId, Keyring, OaepPrivateKey, RsaPublicKey};
@@ -199,7 +199,7 @@ fn run(
             .kms_rps
             .or(config.rate_per_second)
             .unwrap_or(250.0);
-        let metered = Metered::new(provider, progress.clone(), concurrency);
+        let metered = Metered::new(provider, progress.clone(), concurrency, rate);
         let fields = match &common.fields {
             Some(fields) => Some(
                 fields
@@ -225,10 +225,7 @@ fn run(
             None => Action::Decrypt,
         };
         let mut decryptor = Decryptor::new(keyring, Arc::new(metered) as Arc<dyn KeyProvider>)
-            .with_limiter(Arc::new(RateLimiter::new(
-                rate,
-                rate.clamp(1.0, 50.0) as u32,
-            )))
+            .with_limiter(batch::unlimited())
             .with_policy(DecryptPolicy {
                 concurrency,
                 ..DecryptPolicy::default()
@@ -250,10 +247,20 @@ fn run(
             stdin_format,
             has_fields: fields.is_some(),
             progress,
-            fingerprint: match &target {
-                Some((to, _)) => format!("to={to}"),
-                None => String::new(),
-            },
+            // Settings a resumed job must share with the interrupted one.
+            fingerprint: format!(
+                "keys={:?} to={:?} fields={:?}",
+                (
+                    &keys.private_key,
+                    &keys.kms_key_id,
+                    &keys.config,
+                    &keys.key_id
+                ),
+                target
+                    .as_ref()
+                    .map(|(to, extra)| (to.as_str(), extra.is_some())),
+                common.fields,
+            ),
         };
         let mut stdout = std::io::stdout().lock();
         let mut stderr = std::io::stderr();

@@ -621,3 +621,72 @@ fn sigkill_mid_job_then_resume_matches_an_uninterrupted_run() {
         );
     }
 }
+
+/// Review regressions: --resume never replaces a file the manifest does not list; temporary and
+/// in-place outputs keep owner-only permissions; a --manifest inside the input tree is not an
+/// input; a quote inside an unquoted CSV cell is an ordinary byte.
+#[test]
+fn resume_permissions_manifest_and_loose_csv() {
+    use std::os::unix::fs::PermissionsExt;
+    let edge = edge();
+    let dir = tempfile::tempdir().unwrap();
+    let enc = dir.path().join("enc");
+    fs::create_dir_all(&enc).unwrap();
+    let e = envelope(&edge, "Ann");
+    fs::write(enc.join("a.csv"), format!("1,5'11\",{e}\n2,x,y\n")).unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("a.csv"), "PRECIOUS").unwrap();
+    let run = fle(
+        &root(),
+        &[
+            "decrypt",
+            "--private-key",
+            DEMO_KEY,
+            s(&enc),
+            "--out",
+            s(&out),
+            "--resume",
+        ],
+    );
+    assert_eq!(code(&run), 2, "{}", stderr(&run));
+    assert!(stderr(&run).contains("--overwrite"), "{}", stderr(&run));
+    assert_eq!(fs::read_to_string(out.join("a.csv")).unwrap(), "PRECIOUS");
+
+    // In place, an owner-only input stays owner-only; the manifest named inside the tree is
+    // skipped by the walk.
+    // (b.csv fails first, so the manifest stays in the tree for the resumed run to walk past.)
+    fs::set_permissions(enc.join("a.csv"), fs::Permissions::from_mode(0o600)).unwrap();
+    let b_good = format!("{e}\n");
+    fs::write(enc.join("b.csv"), &b_good[..100]).unwrap();
+    let manifest = enc.join("job-state.json");
+    let mut args = vec![
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc),
+        "--in-place",
+        "--manifest",
+        s(&manifest),
+        "--json",
+    ];
+    let run = fle(&root(), &args);
+    assert_eq!(code(&run), 3, "{}", stderr(&run));
+    assert!(manifest.exists());
+    fs::write(enc.join("b.csv"), &b_good).unwrap();
+    args.push("--resume");
+    let run = fle(&root(), &args);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert_eq!(summary(&run.stdout)["inputs"], 2);
+    assert_eq!(fs::read_to_string(enc.join("b.csv")).unwrap(), "Ann\n");
+    assert_eq!(
+        fs::read_to_string(enc.join("a.csv")).unwrap(),
+        "1,5'11\",Ann\n2,x,y\n"
+    );
+    let mode = fs::metadata(enc.join("a.csv"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!manifest.exists());
+}

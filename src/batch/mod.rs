@@ -150,7 +150,7 @@ pub async fn run(
     let display = progress::Display::start(job.progress.clone(), stderr_is_terminal());
 
     let mut totals = Counts::default();
-    let (mut done, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let (mut done, mut failed, mut skipped, mut not_refused) = (0usize, 0usize, 0usize, 0usize);
     let mut warnings = Warnings::new(verify);
     let out_bytes = AtomicU64::new(0);
     for unit in &units {
@@ -198,21 +198,28 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                failed += 1;
-                display.suspend(|| {
-                    let _ = writeln!(stderr, "fle: {name}: {e:#}");
-                });
+                // A lone input to stdout: the error is the command's (printed once, by main).
                 if units.len() == 1 && matches!(unit.dest, Dest::Stdout) {
                     display.stop();
                     return Err(e);
                 }
+                failed += 1;
+                if e.downcast_ref::<Refused>().is_none() {
+                    not_refused += 1;
+                }
+                display.suspend(|| {
+                    let _ = writeln!(stderr, "fle: {name}: {e:#}");
+                });
             }
         }
     }
     display.stop();
     warnings.finish(stderr)?;
     if let Some(path) = &manifest_path {
-        if failed == 0 && path.exists() {
+        // Removed only when nothing in it is unfinished (entries of inputs no longer given
+        // included: their temporary outputs are still there).
+        let finished = manifest.inputs.values().all(|e| e.state == State::Done);
+        if failed == 0 && finished && path.exists() {
             fs::remove_file(path)
                 .with_context(|| format!("removing the finished manifest {}", path.display()))?;
         }
@@ -249,6 +256,9 @@ pub async fn run(
         summary.write_text(stderr)?;
     }
     stdout.flush()?;
+    if not_refused > 0 && done + skipped == 0 {
+        bail!("no input could be processed");
+    }
     Ok(if failed > 0 && done + skipped == 0 {
         Ended::Refused
     } else if failed > 0 || totals.problems > 0 {
@@ -322,6 +332,14 @@ async fn run_file_unit(
         input_mtime_ns: mtime,
         counts: Counts::default(),
     };
+    if let (None, Dest::File(dest)) = (manifest.inputs.get(&unit.name), &unit.dest) {
+        if args.resume && !args.overwrite && !args.in_place && dest.exists() {
+            bail!(
+                "{} exists and the manifest does not list it: add --overwrite to replace it",
+                dest.display()
+            );
+        }
+    }
     if let Some(entry) = manifest.inputs.get(&unit.name).cloned() {
         match entry.state {
             State::Done => {
@@ -364,13 +382,19 @@ async fn run_file_unit(
                 fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .read(true)
-                .open(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
+            // Owner-only while it is written (it may hold plaintext); in place, the input's
+            // permissions at the end.
+            let file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .read(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?
+            };
             // What the last checkpoint did not cover is done again.
             let have = file.metadata()?.len();
             if start.input_offset > 0 && have < start.output_offset {
@@ -418,6 +442,10 @@ async fn run_file_unit(
             match pumped {
                 Ok(counts) => {
                     let file = file.into_inner().map_err(|e| e.into_error())?;
+                    if args.in_place {
+                        let perms = fs::metadata(source)?.permissions();
+                        file.set_permissions(perms)?;
+                    }
                     file.sync_all()
                         .with_context(|| format!("writing {}", tmp.display()))?;
                     drop(file);
@@ -927,15 +955,28 @@ pub struct Metered {
     inner: Arc<dyn KeyProvider>,
     progress: Arc<Progress>,
     gate: tokio::sync::Semaphore,
+    limiter: fle_decryptor::RateLimiter,
 }
 
 impl Metered {
-    /// Wraps `inner`: at most `concurrency` calls at once.
-    pub fn new(inner: Arc<dyn KeyProvider>, progress: Arc<Progress>, concurrency: usize) -> Self {
+    /// Wraps `inner`: at most `concurrency` calls at once, at most `per_second` calls a
+    /// second. The rate token is taken after the concurrency slot, so that calls queued behind
+    /// a slow provider cannot hoard tokens and fire in a burst above the rate when it recovers
+    /// (give the decryptor [`unlimited`] so it does not rate-limit a second time).
+    pub fn new(
+        inner: Arc<dyn KeyProvider>,
+        progress: Arc<Progress>,
+        concurrency: usize,
+        per_second: f64,
+    ) -> Self {
         Metered {
             inner,
             progress,
             gate: tokio::sync::Semaphore::new(concurrency.max(1)),
+            limiter: fle_decryptor::RateLimiter::new(
+                per_second,
+                per_second.clamp(1.0, 50.0) as u32,
+            ),
         }
     }
 }
@@ -944,10 +985,16 @@ impl KeyProvider for Metered {
     fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a> {
         Box::pin(async move {
             let _permit = self.gate.acquire().await;
+            self.limiter.acquire().await;
             self.progress.add_call();
             self.inner.decrypt(key, envelope).await
         })
     }
+}
+
+/// A limiter that never waits, for a decryptor whose provider is [`Metered`].
+pub fn unlimited() -> Arc<fle_decryptor::RateLimiter> {
+    Arc::new(fle_decryptor::RateLimiter::new(1e12, u32::MAX))
 }
 
 #[cfg(test)]

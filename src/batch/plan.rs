@@ -68,13 +68,25 @@ pub fn plan(args: &BatchArgs, job: &Job<'_>, verify: bool) -> anyhow::Result<Vec
         .out
         .as_ref()
         .map(|o| fs::canonicalize(o).unwrap_or_else(|_| o.clone()));
+    // The manifest, wherever --manifest puts it, is never an input.
+    let manifest = manifest_path(args, verify).map(|m| {
+        let dir = m
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::canonicalize(dir).map_or(m.clone(), |d| d.join(m.file_name().unwrap_or_default()))
+    });
     // (source, path relative to its input root)
     let mut found: Vec<(PathBuf, PathBuf)> = Vec::new();
     for input in &args.inputs {
         let meta = fs::metadata(input).with_context(|| format!("reading {}", input.display()))?;
         if meta.is_dir() {
             let mut files = Vec::new();
-            walk(input, Path::new(""), out_dir.as_deref(), &mut files)?;
+            let skip = Skip {
+                out_dir: out_dir.as_deref(),
+                manifest: manifest.as_deref(),
+            };
+            walk(input, Path::new(""), &skip, &mut files)?;
             files.sort();
             for rel in files {
                 if include.as_ref().is_some_and(|g| !g.is_match(&rel)) {
@@ -116,6 +128,12 @@ pub fn plan(args: &BatchArgs, job: &Job<'_>, verify: bool) -> anyhow::Result<Vec
             if !args.in_place && !args.resume && !args.overwrite && d.exists() {
                 bail!("{} exists: add --overwrite to replace it", d.display());
             }
+        }
+        if source.to_str().is_none() {
+            bail!(
+                "{}: file names that are not UTF-8 are not supported (the manifest names inputs by their path)",
+                source.display()
+            );
         }
         let size = fs::metadata(&source)
             .with_context(|| format!("reading {}", source.display()))?
@@ -197,14 +215,14 @@ fn globs(patterns: &[String], flag: &str) -> anyhow::Result<Option<GlobSet>> {
 /// Regular files under `root/rel`, as paths relative to `root`. Symbolic links are not
 /// followed; the job's own files (temporary outputs, manifests) and the output directory are
 /// skipped.
-fn walk(
-    root: &Path,
-    rel: &Path,
-    out_dir: Option<&Path>,
-    files: &mut Vec<PathBuf>,
-) -> anyhow::Result<()> {
+struct Skip<'a> {
+    out_dir: Option<&'a Path>,
+    manifest: Option<&'a Path>,
+}
+
+fn walk(root: &Path, rel: &Path, skip: &Skip<'_>, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let dir = root.join(rel);
-    if let Some(out) = out_dir {
+    if let Some(out) = skip.out_dir {
         if fs::canonicalize(&dir).is_ok_and(|d| d == out) {
             return Ok(());
         }
@@ -216,8 +234,17 @@ fn walk(
         let text = name.to_string_lossy();
         let path = rel.join(&name);
         if kind.is_dir() {
-            walk(root, &path, out_dir, files)?;
+            walk(root, &path, skip, files)?;
         } else if kind.is_file() && !text.ends_with(PARTIAL) && !text.starts_with(MANIFEST_NAME) {
+            // The manifest or its temporary copy, by another name.
+            if let Some(m) = skip.manifest {
+                let name = m.file_name().unwrap_or_default().to_string_lossy();
+                if text.starts_with(&*name)
+                    && fs::canonicalize(&dir).is_ok_and(|d| d.join(&*name) == m)
+                {
+                    continue;
+                }
+            }
             files.push(path);
         }
     }

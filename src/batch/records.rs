@@ -294,13 +294,35 @@ impl<'s, R: Read> Splitter<'s, R> {
         }
         let (block_at, block) = self.take(pos);
         let mut start = 0;
+        // Consecutive records without envelopes go on as one block, so the queue holds at most
+        // one chunk's worth of records that need work, and their pass-through neighbours.
+        let mut pass_from = None;
         for end in ends {
-            let bytes = block[start..end].to_vec();
+            let record = &block[start..end];
+            if end - start > self.max_record {
+                bail!(
+                    "a {} record longer than {} bytes (--max-record) at input byte {}",
+                    self.format.name(),
+                    self.max_record,
+                    block_at + start as u64
+                );
+            }
+            if !self.decryptor.may_hold_envelopes(record, mode) {
+                pass_from.get_or_insert(start);
+                start = end;
+                continue;
+            }
+            if let Some(from) = pass_from.take() {
+                self.queue.push_back(Record {
+                    at: block_at + from as u64,
+                    end: block_at + start as u64,
+                    piece: Piece::Pass(block[from..start].to_vec()),
+                });
+            }
+            let bytes = record.to_vec();
             let at = block_at + start as u64;
             start = end;
-            let piece = if !self.decryptor.may_hold_envelopes(&bytes, mode) {
-                Piece::Pass(bytes)
-            } else if self.format == Format::Csv {
+            let piece = if self.format == Format::Csv {
                 Piece::Csv(bytes)
             } else {
                 let mut bytes = bytes;
@@ -316,6 +338,13 @@ impl<'s, R: Read> Splitter<'s, R> {
                 at,
                 end: block_at + end as u64,
                 piece,
+            });
+        }
+        if let Some(from) = pass_from {
+            self.queue.push_back(Record {
+                at: block_at + from as u64,
+                end: block_at + start as u64,
+                piece: Piece::Pass(block[from..start].to_vec()),
             });
         }
         Ok(())
@@ -341,18 +370,7 @@ fn line_break_len(line: &[u8]) -> usize {
 /// Length of the first CSV record of `buf`, its line break included, if it is complete
 /// (a line break outside quotes ends it).
 pub fn csv_record_end(buf: &[u8]) -> Option<usize> {
-    let mut quoted = false;
-    let mut i = 0;
-    while let Some(n) = memchr::memchr2(b'"', b'\n', &buf[i..]) {
-        i += n;
-        if buf[i] == b'"' {
-            quoted = !quoted;
-        } else if !quoted {
-            return Some(i + 1);
-        }
-        i += 1;
-    }
-    None
+    csv_scan(buf, &mut |_| {})
 }
 
 /// The cells of a CSV row (its line break excluded): raw byte ranges, quotes included.
@@ -360,19 +378,49 @@ pub fn csv_cells(row: &[u8]) -> Vec<Range<usize>> {
     let body = &row[..row.len() - line_break_len(row)];
     let mut cells = Vec::new();
     let mut start = 0;
-    let mut quoted = false;
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b',' if !quoted => {
-                cells.push(start..i);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
+    csv_scan(body, &mut |comma| {
+        cells.push(start..comma);
+        start = comma + 1;
+    });
     cells.push(start..body.len());
     cells
+}
+
+/// Walks one CSV record: calls `comma` with the offset of each cell separator and returns the
+/// record's length if a line break ends it. A quote opens a quoted cell only at the cell's
+/// start (RFC 4180; elsewhere, as in `5'11"`, it is an ordinary byte); inside, `""` is a quote
+/// and a lone `"` closes it.
+fn csv_scan(buf: &[u8], comma: &mut dyn FnMut(usize)) -> Option<usize> {
+    let mut quoted = false;
+    let mut cell_start = true;
+    let mut i = 0;
+    while i < buf.len() {
+        let b = buf[i];
+        if quoted {
+            if b == b'"' {
+                if buf.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else {
+            match b {
+                b'"' if cell_start => quoted = true,
+                b',' => {
+                    comma(i);
+                    cell_start = true;
+                    i += 1;
+                    continue;
+                }
+                b'\n' => return Some(i + 1),
+                _ => {}
+            }
+        }
+        cell_start = false;
+        i += 1;
+    }
+    None
 }
 
 /// A raw cell's value: surrounding quotes removed, doubled quotes undoubled.
@@ -443,6 +491,10 @@ mod tests {
         assert_eq!(csv_record_end(&text[first..]), Some(4));
         assert_eq!(csv_record_end(b"last"), None);
         assert_eq!(csv_record_end(b"\"open\nstill"), None);
+        // A quote inside an unquoted cell is an ordinary byte.
+        let loose = b"1,5'11\",x\n2,y,z\n";
+        assert_eq!(csv_record_end(loose), Some(10));
+        assert_eq!(csv_cells(&loose[..10]), [0..1, 2..7, 8..9]);
         assert_eq!(csv_cells(b"\n").len(), 1);
         assert!(csv_cells(b"\n")[0].is_empty());
     }
