@@ -170,6 +170,11 @@ fn multi_gb_input_streams_with_bounded_rss() {
         reported as f64 / (1u64 << 20) as f64,
         polled as f64 / (1u64 << 20) as f64,
     );
-    assert!(polled > 0 && polled <= reported, "{polled} > {reported}");
-    assert!(reported < MAX_RSS, "peak RSS {reported} bytes");
+    // The job reads its high-water mark just before it exits; polling may see a little more.
+    assert!(polled > 0, "no RSS polled");
+    assert!(
+        reported < MAX_RSS,
+        "peak RSS {reported} bytes (job's summary)"
+    );
+    assert!(polled < MAX_RSS, "peak RSS {polled} bytes (polled)");
 }

