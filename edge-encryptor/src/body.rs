@@ -7,6 +7,8 @@ use fle_shared::body::{form::FormError, Seg};
 use fle_shared::{EncryptError, KeyEncryptor, Scanner};
 
 use crate::config::{FieldSelector, MarkerPolicy};
+use crate::guard;
+use crate::names::{self, NameMatching, Verdict};
 
 pub(crate) use fle_shared::body::render_path;
 
@@ -15,36 +17,103 @@ pub use fle_shared::body::{JSON_VALUE_TAG, MAX_DEPTH};
 /// U+2060 WORD JOINER: inserted after a prefix's first character to neutralise it.
 pub const NEUTRALISER: char = '\u{2060}';
 
-/// The field rules with their keys resolved, plus the marker policy.
+/// The field rules with their keys resolved, plus the policies the rewriters apply.
 pub(crate) struct Rules<'e> {
     pub fields: Vec<(&'e FieldSelector, &'e KeyEncryptor)>,
     pub scanner: &'e Scanner,
     pub on_marker: MarkerPolicy,
+    pub names: NameMatching,
+    pub retired: &'e [String],
+    pub max_values: usize,
+    pub max_body: usize,
 }
 
 impl<'e> Rules<'e> {
-    /// The key for the value at `path`, if a rule selects it.
-    pub fn select(&self, path: &[Seg<'_>]) -> Option<&'e KeyEncryptor> {
-        self.fields
-            .iter()
-            .find(|(sel, _)| sel.matches(path))
-            .map(|(_, key)| *key)
+    fn selectors(&self) -> impl Iterator<Item = &'e FieldSelector> + Clone + '_ {
+        self.fields.iter().map(|(s, _)| *s)
+    }
+
+    /// The key for the JSON value at `path` if a rule selects it; an error if an origin would
+    /// read it as a configured field that the name-matching mode does not select.
+    pub fn select_json(&self, path: &[Seg<'_>]) -> Result<Option<&'e KeyEncryptor>, BodyError> {
+        self.verdict(
+            names::classify_json(self.selectors(), self.names, path),
+            path,
+        )
+    }
+
+    /// The same for a form field (or query parameter) by its decoded name.
+    pub fn select_form(
+        &self,
+        name: &str,
+        path: &[Seg<'_>],
+    ) -> Result<Option<&'e KeyEncryptor>, BodyError> {
+        self.verdict(
+            names::classify_form(self.selectors(), self.names, name),
+            path,
+        )
+    }
+
+    fn verdict(
+        &self,
+        verdict: Verdict,
+        path: &[Seg<'_>],
+    ) -> Result<Option<&'e KeyEncryptor>, BodyError> {
+        match verdict {
+            Verdict::Select(n) => Ok(self.fields.get(n).map(|(_, key)| *key)),
+            Verdict::Ambiguous => Err(BodyError::AmbiguousName {
+                field: render_path(path),
+            }),
+            Verdict::None => Ok(None),
+        }
     }
 
     /// `text` with every configured prefix neutralised, or an error if the policy is to reject.
-    /// Borrowed when it contains no prefix.
+    /// Borrowed when it contains no prefix. Envelope-shaped text of any other key (retired
+    /// markers, the generic `#id#base64` shape, and all of these after NFKC normalisation) is
+    /// refused whatever the policy.
     pub fn check_markers<'t>(
         &self,
         text: &'t str,
         path: &[Seg<'_>],
     ) -> Result<Cow<'t, str>, BodyError> {
+        let checked = self.own_markers(text, path)?;
+        self.check_foreign(checked.as_bytes(), path)?;
+        if let Some(normal) = guard::compatibility_form(&checked) {
+            if self.scanner.contains_prefix(normal.as_bytes()) {
+                return Err(marker(path));
+            }
+            self.check_foreign(normal.as_bytes(), path)?;
+        }
+        Ok(checked)
+    }
+
+    /// [`Rules::check_markers`] for bytes that are not UTF-8 (form values the edge does not
+    /// encrypt): any marker is refused.
+    pub fn check_marker_bytes(&self, bytes: &[u8], path: &[Seg<'_>]) -> Result<(), BodyError> {
+        if self.scanner.contains_prefix(bytes) {
+            return Err(marker(path));
+        }
+        self.check_foreign(bytes, path)
+    }
+
+    fn check_foreign(&self, bytes: &[u8], path: &[Seg<'_>]) -> Result<(), BodyError> {
+        let retired = self
+            .retired
+            .iter()
+            .any(|m| memchr::memmem::find(bytes, m.as_bytes()).is_some());
+        if retired || guard::looks_like_envelope(bytes) {
+            return Err(marker(path));
+        }
+        Ok(())
+    }
+
+    fn own_markers<'t>(&self, text: &'t str, path: &[Seg<'_>]) -> Result<Cow<'t, str>, BodyError> {
         let Some((first, _)) = self.scanner.find_prefix(text.as_bytes(), 0) else {
             return Ok(Cow::Borrowed(text));
         };
         if self.on_marker == MarkerPolicy::Reject {
-            return Err(BodyError::Marker {
-                field: render_path(path),
-            });
+            return Err(marker(path));
         }
         let mut out = String::with_capacity(text.len() + 12);
         let mut last = 0;
@@ -62,10 +131,66 @@ impl<'e> Rules<'e> {
         out.push_str(&text[last..]);
         Ok(Cow::Owned(out))
     }
+
+    /// Encrypts `plaintext` for the field at `path` and appends the bare envelope to `out`.
+    /// `written` is the length of the body written so far and `done` the number of values
+    /// already encrypted: work stops, before the RSA operation, as soon as the cap on values is
+    /// reached or the body already written is over the limit (the result can only be longer).
+    pub fn encrypt(
+        &self,
+        key: &KeyEncryptor,
+        plaintext: &[u8],
+        path: &[Seg<'_>],
+        out: &mut String,
+        written: usize,
+        done: usize,
+    ) -> Result<(), BodyError> {
+        if plaintext.first() == Some(&JSON_VALUE_TAG) {
+            return Err(BodyError::ReservedTag {
+                field: render_path(path),
+            });
+        }
+        self.before_encrypt(written, done)?;
+        encrypt_field(key, plaintext, path, out)
+    }
+
+    /// [`Rules::encrypt`] for a JSON value's tagged plaintext (which starts with the tag).
+    pub fn encrypt_tagged(
+        &self,
+        key: &KeyEncryptor,
+        tagged: &[u8],
+        path: &[Seg<'_>],
+        out: &mut String,
+        written: usize,
+        done: usize,
+    ) -> Result<(), BodyError> {
+        self.before_encrypt(written, done)?;
+        encrypt_field(key, tagged, path, out)
+    }
+
+    fn before_encrypt(&self, written: usize, done: usize) -> Result<(), BodyError> {
+        if done >= self.max_values {
+            return Err(BodyError::TooManyValues {
+                limit: self.max_values,
+            });
+        }
+        if written > self.max_body {
+            return Err(BodyError::TooLarge {
+                limit: self.max_body,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn marker(path: &[Seg<'_>]) -> BodyError {
+    BodyError::Marker {
+        field: render_path(path),
+    }
 }
 
 /// Encrypts `plaintext` for the field at `path` and appends the bare envelope to `out`.
-pub(crate) fn encrypt_field(
+fn encrypt_field(
     key: &KeyEncryptor,
     plaintext: &[u8],
     path: &[Seg<'_>],
@@ -98,7 +223,8 @@ pub enum BodyError {
     /// Nested deeper than [`MAX_DEPTH`].
     #[error("body nests deeper than {MAX_DEPTH} levels")]
     TooDeep,
-    /// A value or member name containing a configured key's prefix.
+    /// A value or member name containing a configured key's prefix, a retired marker, or
+    /// envelope-shaped text of any key (also after NFKC normalisation).
     #[error("field {field} contains an encryption marker; ciphertext cannot be submitted")]
     Marker {
         /// Path of the field.
@@ -120,16 +246,53 @@ pub enum BodyError {
         /// The key's limit.
         limit: usize,
     },
+    /// A name an origin would read as a configured field, but not one the name-matching mode
+    /// encrypts (`SSN` or `user[ssn]` for `ssn` with `names = "exact"`).
+    #[error("field {field} would be read as a configured field by lenient parsers; send the exact configured name")]
+    AmbiguousName {
+        /// Path of the field.
+        field: String,
+    },
+    /// A configured field in the query string (`query = "reject"`, or a query that splits pairs
+    /// at `;`).
+    #[error("field {field} must not be sent in the query string")]
+    FieldInQuery {
+        /// Name of the parameter.
+        field: String,
+    },
+    /// More values to encrypt than `max_encrypted_values`.
+    #[error("the body has more than {limit} values to encrypt")]
+    TooManyValues {
+        /// The configured cap.
+        limit: usize,
+    },
+    /// The body (before or during encryption) is already over `max_body_bytes`.
+    #[error("the encrypted body would be larger than {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A body declared as one format that another common parser reads differently: form data
+    /// with characters form serialisers never leave raw, or JSON that reads as form data
+    /// carrying a configured field.
+    #[error("body declared as {declared} does not look like it: {what} at byte {offset}")]
+    Mismatch {
+        /// The declared format.
+        declared: &'static str,
+        /// What gave it away.
+        what: &'static str,
+        /// Byte offset in the body.
+        offset: usize,
+    },
     /// The crypto backend failed.
     #[error("encryption failed: {0}")]
     Encrypt(String),
 }
 
 impl BodyError {
-    /// Whether the body itself is malformed (as opposed to well-formed but refused), which
-    /// `on_unparseable` governs.
+    /// Whether the body itself is malformed (as opposed to well-formed but refused).
     pub fn is_unparseable(&self) -> bool {
-        matches!(self, BodyError::Syntax { .. } | BodyError::TooDeep)
+        matches!(self, BodyError::Syntax { .. })
     }
 }
 

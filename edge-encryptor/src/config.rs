@@ -24,15 +24,20 @@
 //! content_types = ["application/json", "application/x-www-form-urlencoded"]  # default; also "+json" types
 //! methods = ["POST", "PUT", "PATCH"]           # default: every method
 //! uris = ["/api/*", "/signup"]                 # default: every URI; '*' matches any run of characters
-//! on_unparseable = "reject"                    # or "pass": body that does not parse, or a content type not listed
+//! names = "exact"                              # or "case-insensitive", "origin": which spellings of a field are encrypted
+//! query = "reject"                             # or "encrypt": a configured field in the query string
 //! on_marker = "reject"                         # or "neutralise": incoming text that contains a key's prefix
+//! retired_markers = ["#00#"]                   # prefixes of keys no longer held: always refused
 //! max_body_bytes = 1000000                     # largest body forwarded after encryption (CloudFront: 1 MB)
+//! max_encrypted_values = 1000                  # most values encrypted in one request
 //! ```
 //!
 //! Requests whose method or URI is not listed pass through untouched: no field rule applies.
 
 use fle_shared::KeyId;
 use serde::Deserialize;
+
+pub use crate::names::NameMatching;
 
 pub use fle_shared::body::{FieldSelector, PathStep};
 
@@ -46,15 +51,27 @@ pub struct FieldRule {
 }
 
 /// What to do with a body that must be encrypted but cannot be: it does not parse as its
-/// content type, or the content type is missing or not listed.
+/// content type, or the content type is missing or not listed. Always refused: the former
+/// `"pass"` forwarded bodies that common parsers accept (lone surrogates, deep nesting, JSON
+/// sent as `text/plain`) with configured fields in clear, so it was removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UnparseablePolicy {
-    /// Answer 400 (unparseable) or 415 (content type). The default.
+    /// Answer 400 (unparseable) or 415 (content type). The only policy.
     #[default]
     Reject,
-    /// Forward the request unchanged. Only for origins that refuse such bodies themselves.
-    Pass,
+}
+
+/// What to do with a configured field in the query string (many frameworks merge query and
+/// body parameters, and query strings land in access logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryPolicy {
+    /// Answer 400 `field_in_query`. The default.
+    #[default]
+    Reject,
+    /// Encrypt its value in place (percent-encoded envelope), like a form field.
+    Encrypt,
 }
 
 /// What to do with incoming text (a value or a member name, in any field) that contains a
@@ -95,9 +112,21 @@ pub struct EdgeConfig {
     pub on_unparseable: UnparseablePolicy,
     /// Policy for incoming marker prefixes.
     pub on_marker: MarkerPolicy,
+    /// Which spellings of a configured name are encrypted (the rest are refused).
+    pub names: NameMatching,
+    /// Policy for configured fields in the query string.
+    pub query: QueryPolicy,
+    /// Prefixes of keys the edge no longer holds: text containing one is always refused.
+    pub retired_markers: Vec<String>,
     /// Largest body forwarded, in bytes, after encryption.
     pub max_body_bytes: usize,
+    /// Most values encrypted in one request.
+    pub max_encrypted_values: usize,
 }
+
+/// Default cap on values encrypted per request: more than a 1 MB body of RSA-2048 envelopes
+/// would need anyway would be refused by the size limit, but only after the RSA work.
+pub const DEFAULT_MAX_ENCRYPTED_VALUES: usize = 1000;
 
 /// CloudFront's limit on a replaced origin-request body is 1 MB; stay under it.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1_000_000;
@@ -190,11 +219,17 @@ struct EdgeSpec {
     methods: Vec<String>,
     #[serde(default)]
     uris: Vec<String>,
-    #[serde(default)]
-    on_unparseable: UnparseablePolicy,
+    on_unparseable: Option<String>,
     #[serde(default)]
     on_marker: MarkerPolicy,
+    #[serde(default)]
+    names: NameMatching,
+    #[serde(default)]
+    query: QueryPolicy,
+    #[serde(default)]
+    retired_markers: Vec<String>,
     max_body_bytes: Option<usize>,
+    max_encrypted_values: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +265,14 @@ impl EdgeSpec {
                     (selector, t.key.map(|k| k.parse()).transpose()?)
                 }
             };
+            if let FieldSelector::Name(name) = &selector {
+                if let Some(reason) = crate::names::suspicious_name(name) {
+                    return Err(ConfigError::Selector(fle_shared::body::SelectorError {
+                        selector: name.clone(),
+                        reason,
+                    }));
+                }
+            }
             let key = key
                 .or_else(|| default_key.clone())
                 .ok_or_else(|| ConfigError::NoKey(selector.to_string()))?;
@@ -278,14 +321,33 @@ impl EdgeSpec {
         if max_body_bytes == 0 || max_body_bytes > 1_048_576 {
             return Err(ConfigError::MaxBody(max_body_bytes));
         }
+        let max_encrypted_values = self
+            .max_encrypted_values
+            .unwrap_or(DEFAULT_MAX_ENCRYPTED_VALUES);
+        if max_encrypted_values == 0 || max_encrypted_values > 100_000 {
+            return Err(ConfigError::MaxValues(max_encrypted_values));
+        }
+        match self.on_unparseable.as_deref() {
+            None | Some("reject") => {}
+            Some(other) => return Err(ConfigError::Unparseable(other.to_owned())),
+        }
+        for marker in &self.retired_markers {
+            if marker.len() < 2 || marker.len() > 64 || marker.trim() != marker {
+                return Err(ConfigError::RetiredMarker(marker.clone()));
+            }
+        }
         Ok(EdgeConfig {
             fields,
             content_types,
             methods,
             uris: self.uris,
-            on_unparseable: self.on_unparseable,
+            on_unparseable: UnparseablePolicy::Reject,
             on_marker: self.on_marker,
+            names: self.names,
+            query: self.query,
+            retired_markers: self.retired_markers,
             max_body_bytes,
+            max_encrypted_values,
         })
     }
 }
@@ -329,6 +391,18 @@ pub enum ConfigError {
     /// A body limit outside 1..=1 MiB.
     #[error("max_body_bytes = {0}: must be between 1 and 1048576 (CloudFront's limit)")]
     MaxBody(usize),
+    /// A cap on encrypted values outside 1..=100000.
+    #[error("max_encrypted_values = {0}: must be between 1 and 100000")]
+    MaxValues(usize),
+    /// `on_unparseable` other than `"reject"`.
+    #[error("on_unparseable = {0:?} is not supported: bodies that do not parse are always refused (\"pass\" forwarded fields in clear to lenient origins and was removed)")]
+    Unparseable(String),
+    /// A retired marker that is empty, too long or padded with whitespace.
+    #[error("retired marker {0:?} must be 2 to 64 characters without surrounding whitespace")]
+    RetiredMarker(String),
+    /// A retired marker that is also an active key's prefix.
+    #[error("retired marker {0:?} is the prefix of a key in the keyring")]
+    RetiredActive(String),
     /// A bad key id.
     #[error(transparent)]
     KeyId(#[from] fle_shared::KeyIdError),
@@ -383,8 +457,12 @@ fields = ["ssn", { path = "$.card.cvv", key = "02" }, { name = "iban", key = "02
 content_types = ["application/vnd.api+json"]
 methods = ["post"]
 uris = ["/api/*"]
-on_unparseable = "pass"
+on_unparseable = "reject"
 on_marker = "neutralize"
+names = "case-insensitive"
+query = "encrypt"
+retired_markers = ["OLD:"]
+max_encrypted_values = 50
 max_body_bytes = 500000
 "#,
         )
@@ -401,7 +479,10 @@ max_body_bytes = 500000
         );
         assert_eq!(c.body_kind("application/json"), Ok(None));
         assert_eq!(c.on_marker, MarkerPolicy::Neutralise);
-        assert_eq!(c.on_unparseable, UnparseablePolicy::Pass);
+        assert_eq!(c.names, NameMatching::CaseInsensitive);
+        assert_eq!(c.query, QueryPolicy::Encrypt);
+        assert_eq!(c.retired_markers, ["OLD:"]);
+        assert_eq!(c.max_encrypted_values, 50);
     }
 
     #[test]
@@ -430,6 +511,29 @@ max_body_bytes = 500000
         );
         assert!(
             bad("[edge]\nkey = \"01\"\nfields = [\"$.a[\"]\n").contains("invalid field selector")
+        );
+        for never in ["card.number", "user[ssn]", "ssn[]", " ssn"] {
+            assert!(
+                bad(&format!("[edge]\nkey = \"01\"\nfields = [{never:?}]\n"))
+                    .contains("invalid field selector"),
+                "{never}"
+            );
+        }
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\non_unparseable = \"pass\"\n")
+                .contains("was removed")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nmax_encrypted_values = 0\n")
+                .contains("max_encrypted_values")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nretired_markers = [\"#\"]\n")
+                .contains("retired marker")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nnames = \"fuzzy\"\n")
+                .contains("unknown variant")
         );
     }
 }

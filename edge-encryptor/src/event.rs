@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 
 use crate::body::BodyError;
 use crate::config::ContentTypeError;
-use crate::config::UnparseablePolicy;
 use crate::EdgeEncryptor;
 
 /// What to do with one request.
@@ -65,10 +64,16 @@ impl Rejection {
 
     fn from_body_error(e: &BodyError) -> Self {
         let (status, code) = match e {
-            BodyError::Syntax { .. } | BodyError::TooDeep => (400, "invalid_body"),
+            BodyError::Syntax { .. } => (400, "invalid_body"),
+            BodyError::TooDeep => (400, "body_too_deep"),
             BodyError::Marker { .. } => (400, "marker_injection"),
             BodyError::ReservedTag { .. } => (400, "reserved_value"),
+            BodyError::AmbiguousName { .. } => (400, "ambiguous_field_name"),
+            BodyError::FieldInQuery { .. } => (400, "field_in_query"),
+            BodyError::Mismatch { .. } => (400, "content_type_mismatch"),
             BodyError::TooLong { .. } => (413, "field_too_long"),
+            BodyError::TooManyValues { .. } => (413, "too_many_values"),
+            BodyError::TooLarge { .. } => (413, "body_too_large"),
             _ => (500, "encryption_failed"),
         };
         Rejection::new(status, code, e.to_string())
@@ -130,12 +135,7 @@ impl EdgeEncryptor {
     }
 
     fn try_handle(&self, request: &Value) -> Result<Outcome, Rejection> {
-        let forward_unchanged = || {
-            Ok(Outcome::Forward {
-                request: request.clone(),
-                encrypted: 0,
-            })
-        };
+        let invalid_body = |e: BodyError| Rejection::from_body_error(&e);
         let invalid = |what: &str| {
             Rejection::new(
                 500,
@@ -152,8 +152,26 @@ impl EdgeEncryptor {
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("a uri"))?;
         if !self.config.applies_to(method, uri) {
-            return forward_unchanged();
+            return Ok(Outcome::Forward {
+                request: request.clone(),
+                encrypted: 0,
+            });
         }
+        let query = request
+            .get("querystring")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let new_query =
+            crate::query::rewrite(query, &self.rules(), self.config.query).map_err(invalid_body)?;
+        let forward_unchanged = || {
+            let mut request = request.clone();
+            let mut encrypted = 0;
+            if let Some((query, count)) = &new_query {
+                request["querystring"] = Value::from(query.as_str());
+                encrypted = *count;
+            }
+            Ok(Outcome::Forward { request, encrypted })
+        };
 
         let Some(body) = request.get("body").filter(|b| !b.is_null()) else {
             let has_body = header(request, "content-length").is_some_and(|l| l.trim() != "0")
@@ -190,10 +208,6 @@ impl EdgeEncryptor {
             return forward_unchanged();
         }
 
-        let unparseable = |rejection: Rejection| match self.config.on_unparseable {
-            UnparseablePolicy::Pass => forward_unchanged(),
-            UnparseablePolicy::Reject => Err(rejection),
-        };
         let kind =
             match header(request, "content-type").map(|ct| self.config.body_kind(ct)) {
                 Some(Ok(Some(kind))) => kind,
@@ -204,20 +218,16 @@ impl EdgeEncryptor {
                         "only UTF-8 bodies can be encrypted",
                     ))
                 }
-                Some(Ok(None)) | None => return unparseable(Rejection::new(
+                Some(Ok(None)) | None => return Err(Rejection::new(
                     415,
                     "unsupported_content_type",
                     "the content type is missing or not one whose fields this endpoint encrypts",
                 )),
             };
         let Ok(text) = std::str::from_utf8(&bytes) else {
-            return unparseable(Rejection::new(400, "invalid_body", "body is not UTF-8"));
+            return Err(Rejection::new(400, "invalid_body", "body is not UTF-8"));
         };
-        let (new_body, encrypted) = match self.encrypt_body(kind, text) {
-            Ok(done) => done,
-            Err(e) if e.is_unparseable() => return unparseable(Rejection::from_body_error(&e)),
-            Err(e) => return Err(Rejection::from_body_error(&e)),
-        };
+        let (new_body, mut encrypted) = self.encrypt_body(kind, text).map_err(invalid_body)?;
         if new_body.len() > self.config.max_body_bytes {
             return Err(Rejection::new(
                 413,
@@ -230,6 +240,10 @@ impl EdgeEncryptor {
             ));
         }
         let mut request = request.clone();
+        if let Some((query, count)) = new_query {
+            request["querystring"] = Value::from(query);
+            encrypted += count;
+        }
         let mut new = Map::new();
         new.insert("inputTruncated".into(), Value::Bool(false));
         new.insert("action".into(), Value::from("replace"));

@@ -13,10 +13,11 @@ use zeroize::Zeroizing;
 use fle_shared::body::form::{decode, encode_into, pairs};
 use fle_shared::body::Seg;
 
-use crate::body::{encrypt_field, BodyError, Rules};
+use crate::body::{BodyError, Rules};
 
 /// Rewrites `body`, appending the result to `out`; returns how many values were encrypted.
 pub(crate) fn rewrite(body: &str, rules: &Rules<'_>, out: &mut String) -> Result<usize, BodyError> {
+    check_shape(body)?;
     let mut encrypted = 0;
     let mut envelope = String::new();
     for (i, pair) in pairs(body).enumerate() {
@@ -36,14 +37,23 @@ pub(crate) fn rewrite(body: &str, rules: &Rules<'_>, out: &mut String) -> Result
             Cow::Borrowed(_) => out.push_str(raw_name),
             Cow::Owned(neutral) => encode_into(neutral.as_bytes(), out),
         }
+        // A name selected or refused even without a value: `ssn` alone still names the field.
+        let selected = rules.select_form(&name, &path)?;
         if let (Some(raw_value), Some(value)) = (raw_value, value) {
             out.push('=');
             let text = std::str::from_utf8(&value);
-            match (rules.select(&path), text) {
+            match (selected, text) {
                 (Some(key), Ok(text)) => {
                     let text = Zeroizing::new(rules.check_markers(text, &path)?.into_owned());
                     envelope.clear();
-                    encrypt_field(key, text.as_bytes(), &path, &mut envelope)?;
+                    rules.encrypt(
+                        key,
+                        text.as_bytes(),
+                        &path,
+                        &mut envelope,
+                        out.len(),
+                        encrypted,
+                    )?;
                     encode_into(envelope.as_bytes(), out);
                     encrypted += 1;
                 }
@@ -55,17 +65,90 @@ pub(crate) fn rewrite(body: &str, rules: &Rules<'_>, out: &mut String) -> Result
                     Cow::Owned(neutral) => encode_into(neutral.as_bytes(), out),
                 },
                 (None, Err(_)) => {
-                    if rules.scanner.contains_prefix(&value) {
-                        return Err(BodyError::Marker {
-                            field: crate::body::render_path(&path),
-                        });
-                    }
+                    rules.check_marker_bytes(&value, &path)?;
                     out.push_str(raw_value);
                 }
             }
         }
     }
     Ok(encrypted)
+}
+
+/// Whether `b` may appear raw in form data as serialisers write it. Browsers and
+/// `URLSearchParams` leave only `A-Z a-z 0-9 * - . _` raw; other clients also leave some
+/// URL sub-delimiters raw. Never raw: JSON's structure (`{ } " :`), spaces, `;` (a pair
+/// separator to some parsers), `#`, `\`, `<`, `>`, `` ` ``, `^`, `|`, control characters and
+/// non-ASCII bytes.
+fn raw_form_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'*' | b'-'
+                | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'+'
+                | b'='
+                | b'&'
+                | b'!'
+                | b'\''
+                | b'('
+                | b')'
+                | b','
+                | b'/'
+                | b'@'
+                | b'?'
+                | b'$'
+                | b'['
+                | b']'
+        )
+}
+
+/// Refuses a body declared as form data that does not look like form encoding: many origins
+/// parse the raw body as JSON whatever its content type, and a JSON document sent as form data
+/// would otherwise reach them with every value in clear.
+pub(crate) fn check_shape(body: &str) -> Result<(), BodyError> {
+    match body.bytes().position(|b| !raw_form_byte(b)) {
+        None => Ok(()),
+        Some(offset) => Err(BodyError::Mismatch {
+            declared: "form data",
+            what: "a character form serialisers always percent-encode",
+            offset,
+        }),
+    }
+}
+
+/// Refuses a JSON body that, read as form data (pairs split at `&` or `;`, as lenient
+/// parsers do), carries a field an origin would take for a configured one: the JSON string
+/// `"x&ssn=123-45-6789"` is one value to the edge but the field `ssn` to such an origin.
+pub(crate) fn check_json_as_form(body: &str, rules: &Rules<'_>) -> Result<(), BodyError> {
+    if memchr::memchr2(b'&', b';', body.as_bytes()).is_none() {
+        return Ok(());
+    }
+    let mut offset = 0;
+    for piece in body.split(['&', ';']) {
+        let start = offset;
+        offset += piece.len() + 1;
+        let Some((raw_name, _)) = piece.split_once('=') else {
+            continue;
+        };
+        // Lenient parsers leave malformed escapes as they are; read names the same way.
+        let decoded = decode(raw_name, start)
+            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .unwrap_or_else(|_| raw_name.to_owned());
+        let path = [Seg::Key(Cow::Borrowed(decoded.as_str()))];
+        if rules.select_form(&decoded, &path).is_err()
+            || matches!(rules.select_form(&decoded, &path), Ok(Some(_)))
+        {
+            return Err(BodyError::Mismatch {
+                declared: "JSON",
+                what: "text that form parsers read as a configured field",
+                offset: start,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn syntax(what: &'static str, offset: usize) -> BodyError {

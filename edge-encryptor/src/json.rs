@@ -13,13 +13,14 @@ use fle_shared::body::Seg;
 use fle_shared::KeyEncryptor;
 use zeroize::Zeroizing;
 
-use crate::body::{encrypt_field, render_path, BodyError, Rules, JSON_VALUE_TAG};
+use crate::body::{BodyError, Rules, JSON_VALUE_TAG};
 
 /// Rewrites `body`, appending the result to `out`; returns how many values were encrypted.
 pub(crate) fn rewrite(body: &str, rules: &Rules<'_>, out: &mut String) -> Result<usize, BodyError> {
     let mut visitor = Encrypting {
         rules,
         key: None,
+        refused: None,
         encrypted: 0,
     };
     json::walk(body, &mut visitor, out)?;
@@ -30,6 +31,9 @@ struct Encrypting<'a, 'e> {
     rules: &'a Rules<'e>,
     /// The key of the value `selects` last selected.
     key: Option<&'e KeyEncryptor>,
+    /// Why `selects` took a value it must refuse (the walker hands it to `selected`, which
+    /// returns this error).
+    refused: Option<BodyError>,
     encrypted: usize,
 }
 
@@ -37,8 +41,16 @@ impl Visitor for Encrypting<'_, '_> {
     type Error = BodyError;
 
     fn selects(&mut self, path: &[Seg<'_>]) -> bool {
-        self.key = self.rules.select(path);
-        self.key.is_some()
+        match self.rules.select_json(path) {
+            Ok(key) => {
+                self.key = key;
+                key.is_some()
+            }
+            Err(e) => {
+                self.refused = Some(e);
+                true
+            }
+        }
     }
 
     fn selected(
@@ -48,18 +60,20 @@ impl Visitor for Encrypting<'_, '_> {
         out: &mut String,
     ) -> Result<(), BodyError> {
         // The walker calls `selected` right after `selects` answered yes.
+        if let Some(e) = self.refused.take() {
+            return Err(e);
+        }
         let Some(key) = self.key.take() else {
             return Err(BodyError::Encrypt("no key selected".into()));
         };
-        let plaintext = match value {
+        let written = out.len();
+        match value {
             Selected::String(token) => {
                 let text = self.rules.check_markers(&token.value, path)?;
-                if text.as_bytes().first() == Some(&JSON_VALUE_TAG) {
-                    return Err(BodyError::ReservedTag {
-                        field: render_path(path),
-                    });
-                }
-                Zeroizing::new(text.into_owned().into_bytes())
+                let plaintext = Zeroizing::new(text.into_owned().into_bytes());
+                out.push('"');
+                self.rules
+                    .encrypt(key, &plaintext, path, out, written, self.encrypted)?;
             }
             // A number, boolean, null, object or array: encrypt its compact JSON text after the
             // tag byte, so the decryptor can restore the same JSON type.
@@ -67,11 +81,11 @@ impl Visitor for Encrypting<'_, '_> {
                 let mut tagged = Zeroizing::new(Vec::with_capacity(compact.len() + 1));
                 tagged.push(JSON_VALUE_TAG);
                 tagged.extend_from_slice(compact.as_bytes());
-                tagged
+                out.push('"');
+                self.rules
+                    .encrypt_tagged(key, &tagged, path, out, written, self.encrypted)?;
             }
-        };
-        out.push('"');
-        encrypt_field(key, &plaintext, path, out)?;
+        }
         out.push('"');
         self.encrypted += 1;
         Ok(())

@@ -55,13 +55,17 @@ mod body;
 pub mod config;
 mod event;
 mod form;
+pub mod guard;
 mod json;
+mod names;
+mod query;
 
 use std::path::Path;
 
 pub use body::{BodyError, JSON_VALUE_TAG, MAX_DEPTH, NEUTRALISER};
 pub use config::{
-    BodyKind, ConfigError, EdgeConfig, FieldRule, FieldSelector, MarkerPolicy, UnparseablePolicy,
+    BodyKind, ConfigError, EdgeConfig, FieldRule, FieldSelector, MarkerPolicy, NameMatching,
+    QueryPolicy, UnparseablePolicy,
 };
 pub use event::{Outcome, Rejection};
 use fle_shared::{Backend, FieldEncryptor, Keyring};
@@ -88,6 +92,11 @@ impl EdgeEncryptor {
                     field: rule.selector.to_string(),
                     key: rule.key.clone(),
                 });
+            }
+        }
+        for marker in &config.retired_markers {
+            if keyring.scanner().contains_prefix(marker.as_bytes()) {
+                return Err(ConfigError::RetiredActive(marker.clone()));
             }
         }
         let encryptor =
@@ -141,6 +150,10 @@ impl EdgeEncryptor {
                 .collect(),
             scanner: self.keyring.scanner(),
             on_marker: self.config.on_marker,
+            names: self.config.names,
+            retired: &self.config.retired_markers,
+            max_values: self.config.max_encrypted_values,
+            max_body: self.config.max_body_bytes,
         }
     }
 
@@ -148,9 +161,19 @@ impl EdgeEncryptor {
     /// number of values encrypted.
     pub fn encrypt_body(&self, kind: BodyKind, body: &str) -> Result<(String, usize), BodyError> {
         let rules = self.rules();
+        if body.len() > self.config.max_body_bytes {
+            // Encryption makes every value longer (only a value written with many JSON escapes
+            // can come out shorter): refuse before any work rather than after it.
+            return Err(BodyError::TooLarge {
+                limit: self.config.max_body_bytes,
+            });
+        }
         let mut out = String::with_capacity(body.len() + 512);
         let count = match kind {
-            BodyKind::Json => json::rewrite(body, &rules, &mut out)?,
+            BodyKind::Json => {
+                form::check_json_as_form(body, &rules)?;
+                json::rewrite(body, &rules, &mut out)?
+            }
             BodyKind::Form => form::rewrite(body, &rules, &mut out)?,
         };
         Ok((out, count))
