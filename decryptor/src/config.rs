@@ -8,7 +8,8 @@
 //! [decrypt]
 //! mode = "json"                      # json | form | text (default json)
 //! on_error = "fail"                  # fail | leave | redact (default fail)
-//! fields = ["ssn", "$.card.number"]  # decrypt only here; envelopes elsewhere are reported
+//! fields = ["ssn", "$.card.number"]  # decrypt only whole values here; envelopes elsewhere are reported
+//! decrypt_member_names = false       # envelopes in JSON member names (default false: reported)
 //! region = "eu-west-1"               # default: from each key's ARN, else the environment's
 //! endpoint = "https://vpce-...kms.eu-west-1.vpce.amazonaws.com"   # LocalStack, VPC endpoints
 //! concurrency = 16                   # KMS calls in flight per document
@@ -44,6 +45,9 @@ pub struct DecryptConfig {
     pub on_error: OnError,
     /// Fields decryption is restricted to (`None`: schema-blind).
     pub fields: Option<Vec<FieldSelector>>,
+    /// Whether envelopes in JSON member names are decrypted (`decrypt_member_names`, default
+    /// false); see [`Decryptor::decrypt_member_names`](crate::Decryptor::decrypt_member_names).
+    pub decrypt_member_names: bool,
     /// KMS settings per key.
     pub kms: KmsConfig,
     /// Most KMS calls in flight per document, if set.
@@ -58,6 +62,7 @@ impl Default for DecryptConfig {
             mode: Mode::Json,
             on_error: OnError::Fail,
             fields: None,
+            decrypt_member_names: false,
             kms: KmsConfig::default(),
             concurrency: None,
             rate_per_second: None,
@@ -103,6 +108,7 @@ struct Spec {
     mode: Option<String>,
     on_error: Option<String>,
     fields: Option<Vec<String>>,
+    decrypt_member_names: Option<bool>,
     concurrency: Option<usize>,
     rate_per_second: Option<f64>,
     #[serde(flatten)]
@@ -169,6 +175,7 @@ impl DecryptConfig {
                 .fields
                 .map(|f| f.iter().map(|s| FieldSelector::parse(s)).collect())
                 .transpose()?,
+            decrypt_member_names: spec.decrypt_member_names.unwrap_or(false),
             kms: KmsConfig {
                 default: spec.kms.validate("[decrypt]", base_dir)?,
                 keys,
@@ -235,13 +242,14 @@ mod tests {
     fn full_table() {
         let c = parse(
             "[decrypt]\nmode = \"form\"\non_error = \"redact\"\nfields = [\"ssn\", \"$.a[*]\"]\n\
-             region = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:4566\"\nconcurrency = 4\n\
+             decrypt_member_names = true\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:4566\"\nconcurrency = 4\n\
              [decrypt.keys.\"02\"]\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\n\
              external_id_file = \"secrets/xid\"\n",
         )
         .unwrap();
         assert_eq!((c.mode, c.on_error), (Mode::Form, OnError::Redact));
         assert_eq!(c.fields.unwrap().len(), 2);
+        assert!(c.decrypt_member_names);
         assert_eq!(c.concurrency, Some(4));
         let k02 = c.kms.key(&"02".parse().unwrap());
         assert_eq!(k02.region.as_deref(), Some("eu-west-1"), "inherited");

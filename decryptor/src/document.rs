@@ -8,7 +8,7 @@
 //! strings re-escaped, form parts percent-encoded) and splice it into the document.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
@@ -18,7 +18,7 @@ use fle_shared::body::json::{self, JsonError, StringToken, Visitor};
 use fle_shared::body::{form, render_path, FieldSelector, Seg, JSON_VALUE_TAG};
 use fle_shared::scan::{self, ScanItem};
 use fle_shared::{EncryptError, Envelope, KeyEncryptor, KeyEntry, KeyId, Keyring, Plaintext};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::engine::{decrypt_all, DecryptPolicy, RateLimiter};
 use crate::provider::{KeyProvider, ProviderError};
@@ -135,6 +135,7 @@ pub struct Decryptor {
     limiter: Arc<RateLimiter>,
     policy: DecryptPolicy,
     fields: Option<Arc<[FieldSelector]>>,
+    member_names: bool,
 }
 
 impl fmt::Debug for Decryptor {
@@ -143,6 +144,7 @@ impl fmt::Debug for Decryptor {
             .field("keys", &self.keyring.keys().len())
             .field("policy", &self.policy)
             .field("fields", &self.fields)
+            .field("member_names", &self.member_names)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +159,7 @@ impl Decryptor {
             limiter: RateLimiter::global(),
             policy: DecryptPolicy::default(),
             fields: None,
+            member_names: false,
         }
     }
 
@@ -172,12 +175,14 @@ impl Decryptor {
         self
     }
 
-    /// Decrypts only envelopes that stand whole in a string value these selectors select
-    /// (JSON: [`FieldSelector::matches`] on the value's path; form: the field name), as the edge
-    /// wrote them. Envelopes anywhere else are left encrypted and reported as
-    /// [`ProblemKind::MarkerInjection`]: a captured ciphertext pasted into a free-text field
-    /// by a client is never decrypted into it. Text mode has no fields: every envelope is
-    /// reported and left.
+    /// Decrypts only envelopes that are the whole value of a field these selectors select
+    /// (JSON: a string value, exactly one envelope, at a path [`FieldSelector::matches`]; form:
+    /// a whole decoded value of a selected name), as the edge wrote them. Envelopes anywhere
+    /// else, including inside a longer string or value of a selected field, and in member
+    /// names and form names, are left encrypted and reported as
+    /// [`ProblemKind::MarkerInjection`], whatever the error policy: a captured ciphertext
+    /// pasted into a free-text field by a client is never decrypted into it. Text mode has no
+    /// fields: every envelope is reported and left.
     ///
     /// Without this (the default, like the reference design) decryption is schema-blind:
     /// every envelope anywhere is decrypted, so a client that can submit a victim's envelope in
@@ -187,13 +192,31 @@ impl Decryptor {
         self
     }
 
+    /// Whether envelopes in JSON member names are decrypted (default: no). The edge never
+    /// encrypts member names, and decrypting them without a schema lets a client make two
+    /// members of one name (`{"role": "user", "<envelope of 'role'>": "admin"}`), which
+    /// readers resolve differently. Left off, an envelope in a member name is left as it is
+    /// and reported as [`ProblemKind::MemberName`], whatever the error policy.
+    ///
+    /// Turned on (and without a field restriction, under which names are never decrypted),
+    /// names are decrypted like string values, except that a problem in a name leaves it as
+    /// it is under [`OnError::Redact`] too, and that an object in which decrypted names would
+    /// duplicate a member (another decrypted name, or a name as written) keeps all its names
+    /// encrypted: [`ProblemKind::DuplicateMember`], which fails the call under
+    /// [`OnError::Fail`].
+    pub fn decrypt_member_names(mut self, on: bool) -> Self {
+        self.member_names = on;
+        self
+    }
+
     /// Applies a `[decrypt]` table's settings that shape the decryptor: its field restriction,
-    /// its rate (a limiter of its own, burst 50, instead of the process-wide one) and its
+    /// whether member names are decrypted, its rate (a limiter of its own, burst 50, instead of the process-wide one) and its
     /// concurrency. (Mode and error policy are per call.)
     pub fn with_config(mut self, config: &crate::DecryptConfig) -> Self {
         if let Some(fields) = &config.fields {
             self = self.only_fields(fields.clone());
         }
+        self.member_names = config.decrypt_member_names;
         if let Some(rate) = config.rate_per_second {
             self = self.with_limiter(Arc::new(RateLimiter::new(rate, 50)));
         }
@@ -281,175 +304,201 @@ impl Decryptor {
         items: Option<Vec<ScanItem<'_>>>,
     ) -> Result<(Zeroizing<Vec<u8>>, Report), DocumentError> {
         let scanner = self.keyring.scanner();
-        // 1. Sites whose decoded content contains a prefix (in text mode, each item the scanner
-        // finds is a site of its own; the text between is copied as is), and 2. the envelopes
-        // in them.
-        let mut sites = Vec::new();
-        let mut hits = Vec::new();
-        let hit = |site, span, item: ScanItem<'_>| {
-            let (key, what) = match item {
-                ScanItem::Envelope(found) => (found.key, Ok(found.envelope)),
-                ScanItem::Malformed(bad) => (bad.key, Err(bad.problem)),
-            };
-            Hit {
-                site,
-                span,
-                key: self.keyring.get(key),
-                what,
-            }
-        };
-        match mode {
-            Mode::Text => {
-                let items = items.unwrap_or_else(|| scanner.scan(doc).collect());
-                for item in items {
-                    let span = item.span();
-                    hits.push(hit(sites.len(), 0..span.len(), item));
-                    sites.push(Site {
-                        value: Cow::Borrowed(&doc[span.clone()]),
-                        value_at: Some(span.start),
-                        range: span,
-                        kind: SiteKind::Text,
-                        field: None,
-                        allowed: self.fields.is_none(),
-                    });
-                }
-            }
-            // Nothing to decrypt: the document is returned as it is, unparsed.
-            Mode::Json if !might_hold_prefix(scanner, doc) => {}
-            Mode::Json | Mode::Form => {
-                // Only the `&str` entry points reach here.
-                let text = std::str::from_utf8(doc).map_err(|e| JsonError::Syntax {
-                    what: "text that is not UTF-8",
-                    offset: e.valid_up_to(),
-                })?;
-                sites = match mode {
-                    Mode::Json => self.json_sites(text)?,
-                    _ => self.form_sites(text)?,
-                };
-                for (s, site) in sites.iter().enumerate() {
-                    hits.extend(
-                        scanner
-                            .scan(&site.value)
-                            .map(|item| hit(s, item.span(), item)),
-                    );
-                }
-            }
-        }
-        let target = match action {
-            Action::Reencrypt(to) => Some(to.id()),
-            Action::Decrypt | Action::Verify => None,
-        };
-        let wanted: Vec<(usize, (&KeyEntry, &Envelope))> = hits
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| sites[h.site].allowed)
-            .filter_map(|(i, h)| Some((i, (h.key?, h.what.as_ref().ok()?))))
-            .filter(|(_, (key, _))| Some(key.id()) != target)
-            .collect();
-        let items: Vec<_> = wanted.iter().map(|(_, item)| *item).collect();
-        let results = decrypt_all(&*self.provider, &self.limiter, &self.policy, &items).await;
-        let mut plain: Vec<Option<Result<Plaintext, ProviderError>>> = vec![None; hits.len()];
-        for ((i, _), result) in wanted.into_iter().zip(results) {
-            plain[i] = Some(result);
-        }
-
-        // 3. Render the sites and splice them in.
-        let mut report = Report::default();
-        for h in &hits {
-            if let (Ok(_), Some(key)) = (&h.what, h.key) {
-                report.envelopes += 1;
-                *report.keys.entry(key.id().clone()).or_insert(0) += 1;
-            }
-        }
         let on_error = match action {
             Action::Verify => OnError::Leave,
             Action::Decrypt | Action::Reencrypt(_) => on_error,
         };
-        let mut out = Zeroizing::new(Vec::with_capacity(match action {
-            Action::Verify => 0,
-            Action::Decrypt | Action::Reencrypt(_) => doc.len(),
-        }));
-        let mut last = 0;
-        let mut hit = 0;
-        for (s, site) in sites.iter().enumerate() {
-            let end = hits[hit..]
-                .iter()
-                .position(|h| h.site != s)
-                .map_or(hits.len(), |n| hit + n);
-            let rendered = render(
-                site,
-                &hits[hit..end],
-                &mut plain[hit..end],
-                (on_error, action),
-                &mut report,
-            )?;
-            hit = end;
-            if matches!(action, Action::Verify) {
-                continue;
-            }
-            out.extend_from_slice(&doc[last..site.range.start]);
-            match rendered {
-                Some(text) => out.extend_from_slice(text.as_bytes()),
-                None => out.extend_from_slice(&doc[site.range.clone()]),
-            }
-            last = site.range.end;
+        let verify = matches!(action, Action::Verify);
+        // Nothing to decrypt: the document is returned as it is, unparsed.
+        if mode == Mode::Json && !might_hold_prefix(scanner, doc) {
+            let out = if verify { Vec::new() } else { doc.to_vec() };
+            return Ok((Zeroizing::new(out), Report::default()));
         }
-        if !matches!(action, Action::Verify) {
-            out.extend_from_slice(&doc[last..]);
-        }
-        Ok((out, report))
-    }
-
-    fn json_sites<'d>(&self, doc: &'d str) -> Result<Vec<Site<'d>>, DocumentError> {
-        let mut collect = JsonSites {
-            scanner: self.keyring.scanner(),
-            fields: self.fields.as_deref(),
-            sites: Vec::new(),
+        let text = match mode {
+            Mode::Text => "",
+            // Only the `&str` entry points reach here.
+            Mode::Json | Mode::Form => std::str::from_utf8(doc).map_err(|e| JsonError::Syntax {
+                what: "text that is not UTF-8",
+                offset: e.valid_up_to(),
+            })?,
         };
-        // The walker copies what it does not rewrite; the copy itself is not needed.
-        let mut copy = String::with_capacity(doc.len());
-        json::walk(doc, &mut collect, &mut copy)?;
-        Ok(collect.sites)
+        let mut work = Work {
+            keyring: &self.keyring,
+            scanner,
+            target: match action {
+                Action::Reencrypt(to) => Some(to.id()),
+                Action::Decrypt | Action::Verify => None,
+            },
+            on_error,
+            action,
+            wanted: Vec::new(),
+            stopped: false,
+            names_wanted: false,
+            results: Vec::new(),
+            cursor: 0,
+            report: Report::default(),
+        };
+        let text_rule = match self.fields {
+            None => Rule::Open,
+            Some(_) => Rule::Closed(Refusal::Injection),
+        };
+
+        // 1. Collect the envelopes to decrypt, scanning the sites (JSON strings, form names and
+        // values, or the text itself) as they come: nothing is kept per site or per candidate.
+        match mode {
+            Mode::Json => {
+                let mut pass = JsonPass::new(self, &mut work, Phase::Collect);
+                json::walk(text, &mut pass, &mut String::new())?;
+            }
+            Mode::Form => self.form_pass(text, &mut work, None)?,
+            Mode::Text => match &items {
+                Some(items) => items.iter().for_each(|i| {
+                    work.collect(text_rule, 0, i);
+                }),
+                None => scanner.scan(doc).for_each(|i| {
+                    work.collect(text_rule, 0, &i);
+                }),
+            },
+        }
+
+        // 2. Decrypt them together.
+        let wanted = std::mem::take(&mut work.wanted);
+        let refs: Vec<(&KeyEntry, &Envelope)> = wanted.iter().map(|(k, e)| (*k, e)).collect();
+        let results = decrypt_all(&*self.provider, &self.limiter, &self.policy, &refs).await;
+        drop(refs);
+        drop(wanted);
+        work.results = results.into_iter().map(Some).collect();
+
+        // 3. Render every site, in document order, straight into the output.
+        let out = match mode {
+            Mode::Json => {
+                let mut pass = JsonPass::new(self, &mut work, Phase::Names);
+                if pass.names_checked() {
+                    json::walk(text, &mut pass, &mut String::new())?;
+                    pass.restart(Phase::Collisions);
+                    json::walk(text, &mut pass, &mut String::new())?;
+                    pass.flag_collisions();
+                }
+                pass.restart(Phase::Render);
+                let mut out = Zeroizing::new(String::with_capacity(doc.len()));
+                json::walk(text, &mut pass, &mut out)?;
+                into_bytes(out)
+            }
+            Mode::Form => {
+                let mut out = Zeroizing::new(String::with_capacity(doc.len()));
+                self.form_pass(text, &mut work, Some(&mut out))?;
+                into_bytes(out)
+            }
+            Mode::Text => {
+                let mut out = Zeroizing::new(Vec::with_capacity(doc.len()));
+                let mut last = 0;
+                let mut render = |item: ScanItem<'_>| {
+                    let span = item.span();
+                    out.extend_from_slice(&doc[last..span.start]);
+                    last = span.end;
+                    let site = SiteInfo {
+                        value: &doc[span.clone()],
+                        raw: &doc[span.clone()],
+                        at: span.start,
+                        value_at: Some(span.start),
+                        kind: SiteKind::Text,
+                        rule: text_rule,
+                        collision: false,
+                    };
+                    work.render(
+                        &site,
+                        std::iter::once(rebase(item)),
+                        &mut Sink::Plain(&mut out),
+                        &|| None,
+                    )
+                    .map(drop)
+                };
+                match items {
+                    Some(items) => items.into_iter().try_for_each(&mut render)?,
+                    None => scanner.scan(doc).try_for_each(&mut render)?,
+                }
+                out.extend_from_slice(&doc[last..]);
+                out
+            }
+        };
+        let out = if verify {
+            Zeroizing::new(Vec::new())
+        } else {
+            out
+        };
+        Ok((out, work.report))
     }
 
-    fn form_sites<'d>(&self, doc: &'d str) -> Result<Vec<Site<'d>>, DocumentError> {
-        let scanner = self.keyring.scanner();
-        let mut sites = Vec::new();
+    /// Both passes over a form: collecting envelopes (`out` is `None`), or rendering into `out`.
+    fn form_pass(
+        &self,
+        doc: &str,
+        work: &mut Work<'_>,
+        mut out: Option<&mut String>,
+    ) -> Result<(), DocumentError> {
+        let mut last = 0;
         for pair in form::pairs(doc) {
             let name = form::decode(pair.name, pair.offset)?;
-            let field = String::from_utf8_lossy(&name).into_owned();
-            if scanner.contains_prefix(&name) {
-                sites.push(Site {
-                    range: pair.offset..pair.offset + pair.name.len(),
-                    value_at: matches!(name, Cow::Borrowed(_)).then_some(pair.offset),
-                    value: name,
-                    kind: SiteKind::Form,
-                    field: Some(field.clone()),
-                    allowed: self.fields.is_none(),
-                });
-            }
+            let field = String::from_utf8_lossy(&name);
+            let name_rule = match self.fields {
+                None => Rule::Open,
+                Some(_) => Rule::Closed(Refusal::Injection),
+            };
+            let part = (pair.offset, pair.name, name_rule, &name);
+            self.form_part(doc, part, &field, work, out.as_deref_mut(), &mut last)?;
             let Some(raw) = pair.value else { continue };
             let at = pair.value_offset();
             let value = form::decode(raw, at)?;
-            if scanner.contains_prefix(&value) {
-                let path = [Seg::Key(Cow::Borrowed(field.as_str()))];
-                sites.push(Site {
-                    range: at..at + raw.len(),
-                    value_at: matches!(value, Cow::Borrowed(_)).then_some(at),
-                    value,
-                    kind: SiteKind::Form,
-                    allowed: self.allowed(&path),
-                    field: Some(field),
-                });
-            }
+            let path = [Seg::Key(Cow::Borrowed(&*field))];
+            let rule = match self.fields.as_deref() {
+                None => Rule::Open,
+                Some(fields) if fields.iter().any(|f| f.matches(&path)) => Rule::Whole,
+                Some(_) => Rule::Closed(Refusal::Injection),
+            };
+            let part = (at, raw, rule, &value);
+            self.form_part(doc, part, &field, work, out.as_deref_mut(), &mut last)?;
         }
-        Ok(sites)
+        if let Some(out) = out {
+            out.push_str(&doc[last..]);
+        }
+        Ok(())
     }
 
-    fn allowed(&self, path: &[Seg<'_>]) -> bool {
-        self.fields
-            .as_deref()
-            .is_none_or(|fields| fields.iter().any(|f| f.matches(path)))
+    /// One name or value of a form: at, raw text, rule, decoded.
+    fn form_part(
+        &self,
+        doc: &str,
+        (at, raw, rule, value): (usize, &str, Rule, &Cow<'_, [u8]>),
+        field: &str,
+        work: &mut Work<'_>,
+        out: Option<&mut String>,
+        last: &mut usize,
+    ) -> Result<(), DocumentError> {
+        let scanner = self.keyring.scanner();
+        if !scanner.contains_prefix(value) {
+            return Ok(());
+        }
+        let Some(out) = out else {
+            let len = value.len();
+            for item in scanner.scan(value) {
+                work.collect(rule, len, &item);
+            }
+            return Ok(());
+        };
+        out.push_str(&doc[*last..at]);
+        *last = at + raw.len();
+        let site = SiteInfo {
+            value,
+            raw: raw.as_bytes(),
+            at,
+            value_at: matches!(value, Cow::Borrowed(_)).then_some(at),
+            kind: SiteKind::Form,
+            rule,
+            collision: false,
+        };
+        let field = || Some(field.to_owned());
+        work.render(&site, scanner.scan(value), &mut Sink::Form(out), &field)?;
+        Ok(())
     }
 }
 
@@ -524,8 +573,49 @@ pub struct Report {
     pub decrypted: usize,
     /// Envelopes already under the [`Action::Reencrypt`] target key, left as they are.
     pub kept: usize,
-    /// Envelopes left, redacted, or refused, in document order.
+    /// Envelopes left, redacted, or refused, in document order: the first [`MAX_PROBLEMS`]
+    /// of them ([`Report::problem_count`] counts them all).
     pub problems: Vec<Problem>,
+    /// How many problems were found, including those beyond [`MAX_PROBLEMS`] that
+    /// [`Report::problems`] does not keep.
+    pub problem_count: usize,
+}
+
+/// Most problems a [`Report`] keeps: a document with a million bad candidates is reported by
+/// its first problems and an exact count, so the report stays small whatever the document.
+pub const MAX_PROBLEMS: usize = 100;
+
+impl Report {
+    /// Counts `problem`, and keeps it if fewer than [`MAX_PROBLEMS`] are kept.
+    pub fn add_problem(&mut self, problem: Problem) {
+        self.note(|| problem);
+    }
+
+    /// Adds `other`'s counts and problems to these, its problem offsets moved by `offset`
+    /// (for front ends that process a document in parts).
+    pub fn merge(&mut self, other: Report, offset: usize) {
+        self.envelopes += other.envelopes;
+        self.decrypted += other.decrypted;
+        self.kept += other.kept;
+        for (key, n) in other.keys {
+            *self.keys.entry(key).or_insert(0) += n;
+        }
+        let room = MAX_PROBLEMS.saturating_sub(self.problems.len());
+        self.problems
+            .extend(other.problems.into_iter().take(room).map(|mut p| {
+                p.offset += offset;
+                p
+            }));
+        self.problem_count += other.problem_count;
+    }
+
+    /// Counts a problem, building it only if it is kept.
+    fn note(&mut self, problem: impl FnOnce() -> Problem) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(problem());
+        }
+    }
 }
 
 /// One envelope that was not decrypted, and why. Never contains plaintext.
@@ -559,9 +649,21 @@ pub enum ProblemKind {
     /// that does not stand as a whole JSON string value where it could be restored.
     #[error("{0}")]
     JsonValue(&'static str),
-    /// An envelope outside the fields decryption is restricted to: left encrypted.
-    #[error("envelope outside the configured fields (marker injection): left encrypted")]
+    /// An envelope outside the fields decryption is restricted to, or (with a field
+    /// restriction) not the whole value of an allowed field: left encrypted, whatever the error
+    /// policy.
+    #[error("envelope outside the configured fields or not a whole field value (marker injection): left encrypted")]
     MarkerInjection,
+    /// An envelope in a JSON member name, which is decrypted only with
+    /// [`Decryptor::decrypt_member_names`]: left encrypted, whatever the error policy.
+    #[error("envelope in a JSON member name (member names are decrypted only when asked for): left encrypted")]
+    MemberName,
+    /// Decrypting member names would give one object two members of the same name: that
+    /// object's member names are left encrypted.
+    #[error(
+        "decrypting member names would duplicate a member of the object: names left encrypted"
+    )]
+    DuplicateMember,
     /// The plaintext could not be encrypted to the re-encryption target key (longer than
     /// that key can carry).
     #[error("cannot re-encrypt: {0}")]
@@ -603,20 +705,43 @@ pub enum DocumentError {
     Envelope(Box<Problem>),
 }
 
-/// A part of the document whose decoded content holds at least one prefix.
-struct Site<'d> {
-    /// Where it is in the document (a JSON string with its quotes, a form part, or all text).
-    range: Range<usize>,
-    /// Its decoded content.
-    value: Cow<'d, [u8]>,
-    kind: SiteKind,
-    /// Where `value` stands in the document byte for byte, if it does (not escaped or
-    /// percent-encoded).
-    value_at: Option<usize>,
-    /// The field's rendered path or name.
-    field: Option<String>,
-    /// Whether envelopes here may be decrypted.
-    allowed: bool,
+/// Which envelopes of a site may be decrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Every one.
+    Open,
+    /// Only one that is the whole decoded value (the field restriction); any other is marker
+    /// injection.
+    Whole,
+    /// None: each is left as it is and reported this way, whatever the error policy.
+    Closed(Refusal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Injection,
+    MemberName,
+}
+
+impl Rule {
+    /// Why the candidate at `span` of a site `len` bytes long may not be decrypted, if so.
+    fn refusal(self, span: &Range<usize>, len: usize) -> Option<Refusal> {
+        match self {
+            Rule::Open => None,
+            Rule::Whole if span.start == 0 && span.end == len => None,
+            Rule::Whole => Some(Refusal::Injection),
+            Rule::Closed(refusal) => Some(refusal),
+        }
+    }
+}
+
+impl Refusal {
+    fn kind(self) -> ProblemKind {
+        match self {
+            Refusal::Injection => ProblemKind::MarkerInjection,
+            Refusal::MemberName => ProblemKind::MemberName,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -629,46 +754,523 @@ enum SiteKind {
     Text,
 }
 
-struct Hit<'k> {
-    site: usize,
-    span: Range<usize>,
-    key: Option<&'k KeyEntry>,
-    what: Result<Envelope, scan::Problem>,
+/// A part of the document whose decoded content holds at least one prefix, while it is
+/// rendered. Borrowed from the pass that found it; never stored.
+struct SiteInfo<'s> {
+    /// Its decoded content.
+    value: &'s [u8],
+    /// Its text in the document (a JSON string with its quotes, a form part, a text item).
+    raw: &'s [u8],
+    /// Where `raw` starts in the document.
+    at: usize,
+    /// Where `value` stands in the document byte for byte, if it does (not escaped or
+    /// percent-encoded).
+    value_at: Option<usize>,
+    kind: SiteKind,
+    rule: Rule,
+    /// A member name whose decryption would duplicate a member of its object: what would be
+    /// decrypted is reported instead.
+    collision: bool,
 }
 
-struct JsonSites<'a, 'd> {
+/// Where a site is rendered.
+enum Sink<'o> {
+    /// JSON text: content is escaped, a string is quoted.
+    Json(&'o mut String),
+    /// Form text: content is percent-encoded.
+    Form(&'o mut String),
+    /// Bytes as they are (text mode; a member name's decoded value while checking names).
+    Plain(&'o mut Vec<u8>),
+}
+
+impl Sink<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Sink::Json(s) | Sink::Form(s) => s.len(),
+            Sink::Plain(v) => v.len(),
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Sink::Json(s) | Sink::Form(s) => s.truncate(len),
+            Sink::Plain(v) => v.truncate(len),
+        }
+    }
+
+    /// Decoded content, encoded for where it goes.
+    fn content(&mut self, bytes: &[u8], site: &SiteInfo<'_>) -> Result<(), DocumentError> {
+        match self {
+            Sink::Json(s) => push_json_escaped(utf8(bytes, site)?, s),
+            Sink::Form(s) => form::encode_into(bytes, s),
+            Sink::Plain(v) => v.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    /// Text as it is (a site's raw text, a restored JSON value, a quote).
+    fn verbatim(&mut self, bytes: &[u8], site: &SiteInfo<'_>) -> Result<(), DocumentError> {
+        match self {
+            Sink::Json(s) | Sink::Form(s) => s.push_str(utf8(bytes, site)?),
+            Sink::Plain(v) => v.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+}
+
+/// Every piece written to a text sink is UTF-8 (the document's own text, UTF-8-checked
+/// plaintext, [`REDACTED`], envelopes). Never panic on it all the same.
+fn utf8<'b>(bytes: &'b [u8], site: &SiteInfo<'_>) -> Result<&'b str, DocumentError> {
+    std::str::from_utf8(bytes).map_err(|_| {
+        DocumentError::Envelope(Box::new(Problem {
+            offset: site.at,
+            field: None,
+            key: None,
+            kind: ProblemKind::NotUtf8,
+        }))
+    })
+}
+
+/// Appends `text` escaped as the inside of a JSON string, as [`json::push_string`] (serde_json)
+/// escapes it: `"`, `\` and control characters; everything else as is.
+fn push_json_escaped(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[start..i]);
+        start = i + 1;
+        if short.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push_str(short);
+        }
+    }
+    out.push_str(&text[start..]);
+}
+
+/// A text item as a site of its own: its span made relative to itself.
+fn rebase(mut item: ScanItem<'_>) -> ScanItem<'_> {
+    let span = match &mut item {
+        ScanItem::Envelope(found) => &mut found.span,
+        ScanItem::Malformed(bad) => &mut bad.span,
+    };
+    *span = 0..span.len();
+    item
+}
+
+/// Output built from UTF-8 text; moved, never copied.
+fn into_bytes(mut text: Zeroizing<String>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(std::mem::take(&mut *text).into_bytes())
+}
+
+/// The state of one call across its passes. The passes see the same sites and candidates in
+/// the same order, so results are matched to envelopes by counting, and nothing is kept per
+/// site or per candidate: memory stays a small multiple of the document whatever it holds.
+struct Work<'a> {
+    keyring: &'a Keyring,
     scanner: &'a fle_shared::Scanner,
-    fields: Option<&'a [FieldSelector]>,
-    sites: Vec<Site<'d>>,
+    /// The re-encryption target, whose envelopes are kept as they are.
+    target: Option<&'a KeyId>,
+    on_error: OnError,
+    action: Action<'a>,
+    /// Envelopes to decrypt, in document order.
+    wanted: Vec<(&'a KeyEntry, Envelope)>,
+    /// Under [`OnError::Fail`], a candidate that fails the call was found: nothing after it is
+    /// needed.
+    stopped: bool,
+    /// A member name holds an envelope to decrypt.
+    names_wanted: bool,
+    /// Their results, taken as rendering reaches them.
+    results: Vec<Option<Result<Plaintext, ProviderError>>>,
+    /// The next result.
+    cursor: usize,
+    report: Report,
 }
 
-impl<'d> Visitor for JsonSites<'_, 'd> {
-    type Error = JsonError;
+impl<'a> Work<'a> {
+    /// Whether `item` (of a site `len` bytes long under `rule`) is an envelope to decrypt:
+    /// every pass asks this of the same candidates.
+    fn wants(&self, rule: Rule, len: usize, item: &ScanItem<'_>) -> Option<&'a KeyEntry> {
+        let ScanItem::Envelope(found) = item else {
+            return None;
+        };
+        if rule.refusal(&found.span, len).is_some() {
+            return None;
+        }
+        let keyring: &'a Keyring = self.keyring;
+        keyring
+            .get(found.key)
+            .filter(|key| Some(key.id()) != self.target)
+    }
+
+    /// The collecting pass: notes `item` if it is to be decrypted. `len` is that of its site
+    /// (unused for text items, which are sites of their own).
+    fn collect(&mut self, rule: Rule, len: usize, item: &ScanItem<'_>) -> bool {
+        if self.stopped {
+            return false;
+        }
+        if let ScanItem::Malformed(bad) = item {
+            // The first problem fails the call: later envelopes need no provider call.
+            if self.on_error == OnError::Fail && rule.refusal(&bad.span, len).is_none() {
+                self.stopped = true;
+            }
+            return false;
+        }
+        match (self.wants(rule, len, item), item) {
+            (Some(key), ScanItem::Envelope(found)) => {
+                self.wanted.push((key, found.envelope.clone()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The result for the next wanted envelope: taken, or (`peek`) a copy.
+    fn next_result(&mut self, peek: bool) -> Option<Result<Plaintext, ProviderError>> {
+        let slot = self.results.get_mut(self.cursor);
+        self.cursor += 1;
+        let slot = slot?;
+        if peek {
+            slot.clone()
+        } else {
+            slot.take()
+        }
+    }
+
+    /// Renders `site` into `sink`, its candidates being `items` (spans relative to its value).
+    /// Writes its raw text when nothing in it changes. With `dry`, only computes the content
+    /// (for member-name checks): reports nothing, takes no result, and returns `Ok(false)`
+    /// where the call would fail.
+    ///
+    /// Returns whether the site changed.
+    fn render<'i>(
+        &mut self,
+        site: &SiteInfo<'_>,
+        items: impl Iterator<Item = ScanItem<'i>>,
+        sink: &mut Sink<'_>,
+        field: &dyn Fn() -> Option<String>,
+    ) -> Result<bool, DocumentError> {
+        self.render_inner(site, items, sink, field, false)
+    }
+
+    fn render_inner<'i>(
+        &mut self,
+        site: &SiteInfo<'_>,
+        items: impl Iterator<Item = ScanItem<'i>>,
+        sink: &mut Sink<'_>,
+        field: &dyn Fn() -> Option<String>,
+        dry: bool,
+    ) -> Result<bool, DocumentError> {
+        let problem = |span: &Range<usize>, key: Option<&KeyEntry>, kind| Problem {
+            offset: site.value_at.map_or(site.at, |at| at + span.start),
+            field: field(),
+            key: key.map(|k| k.id().clone()),
+            kind,
+        };
+        let is_json = matches!(site.kind, SiteKind::Json { .. });
+        let is_name = site.kind == SiteKind::Json { name: true };
+        let len = site.value.len();
+        let mark = sink.len();
+        if is_json && !dry {
+            sink.verbatim(b"\"", site)?;
+        }
+        let mut changed = false;
+        let mut json_value = false;
+        let mut last = 0;
+        for item in items {
+            let span = item.span();
+            sink.content(&site.value[last..span.start], site)?;
+            last = span.end;
+            let original = &site.value[span.clone()];
+            let key = match &item {
+                ScanItem::Envelope(found) => self.keyring.get(found.key),
+                ScanItem::Malformed(bad) => self.keyring.get(bad.key),
+            };
+            if let (ScanItem::Envelope(_), Some(key), false) = (&item, key, dry) {
+                self.report.envelopes += 1;
+                *self.report.keys.entry(key.id().clone()).or_insert(0) += 1;
+            }
+            let result = match self.wants(site.rule, len, &item) {
+                Some(_) => self.next_result(dry),
+                None => None,
+            };
+            let mut outcome = match (site.rule.refusal(&span, len), item, result) {
+                (Some(refusal), ..) => Err(refusal.kind()),
+                (None, ScanItem::Malformed(bad), _) => Err(ProblemKind::Malformed(bad.problem)),
+                (None, ScanItem::Envelope(_), None) => match (self.target, key) {
+                    (Some(target), Some(key)) if key.id() == target => {
+                        // Already under the target key.
+                        sink.content(original, site)?;
+                        if !dry {
+                            self.report.kept += 1;
+                        }
+                        continue;
+                    }
+                    _ => Err(ProblemKind::MarkerInjection),
+                },
+                (None, ScanItem::Envelope(_), Some(Err(e))) => Err(ProblemKind::Provider(e)),
+                (None, ScanItem::Envelope(_), Some(Ok(pt))) => match self.action {
+                    Action::Decrypt | Action::Verify => {
+                        placed(site.kind, span == (0..len), &pt).map(|is_value| (pt, is_value))
+                    }
+                    // The plaintext's bytes travel as they are, a JSON value's tag included.
+                    Action::Reencrypt(to) => {
+                        let mut envelope = String::with_capacity(to.envelope_len());
+                        let name = field();
+                        let name = name.as_deref().unwrap_or("text");
+                        match to.encrypt_into(name, pt.as_bytes(), &mut envelope) {
+                            Ok(()) => Ok((Plaintext::from(envelope.into_bytes()), false)),
+                            Err(e) => Err(ProblemKind::Reencrypt(e)),
+                        }
+                    }
+                },
+            };
+            if site.collision && outcome.is_ok() {
+                outcome = Err(ProblemKind::DuplicateMember);
+            }
+            match outcome {
+                Ok((pt, is_value)) => {
+                    let bytes = pt.as_bytes();
+                    if is_value && is_json {
+                        // The whole string becomes the value.
+                        sink.truncate(mark);
+                        sink.verbatim(&bytes[1..], site)?;
+                        json_value = true;
+                    } else {
+                        sink.content(if is_value { &bytes[1..] } else { bytes }, site)?;
+                    }
+                    changed = true;
+                    if !dry {
+                        self.report.decrypted += 1;
+                    }
+                }
+                Err(kind) => {
+                    // Refused envelopes are left as they are whatever the policy.
+                    let refused =
+                        matches!(kind, ProblemKind::MarkerInjection | ProblemKind::MemberName);
+                    if !refused && self.on_error == OnError::Fail {
+                        if dry {
+                            return Ok(false);
+                        }
+                        return Err(DocumentError::Envelope(Box::new(problem(&span, key, kind))));
+                    }
+                    // A member name is never redacted: two redacted names could collide.
+                    if !refused && self.on_error == OnError::Redact && !is_name {
+                        sink.content(REDACTED.as_bytes(), site)?;
+                        changed = true;
+                    } else {
+                        sink.content(original, site)?;
+                    }
+                    if !dry {
+                        self.report.note(|| problem(&span, key, kind));
+                    }
+                }
+            }
+        }
+        if json_value {
+            return Ok(true);
+        }
+        if !changed {
+            sink.truncate(mark);
+            if !dry {
+                sink.verbatim(site.raw, site)?;
+            }
+            return Ok(false);
+        }
+        sink.content(&site.value[last..], site)?;
+        if is_json && !dry {
+            sink.verbatim(b"\"", site)?;
+        }
+        Ok(true)
+    }
+}
+
+/// What a walk over a JSON document does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Collect the envelopes to decrypt.
+    Collect,
+    /// Compute the decrypted member names, per object.
+    Names,
+    /// Count, per object, the members whose name equals a decrypted one.
+    Collisions,
+    /// Write the document.
+    Render,
+}
+
+/// The visitor of every walk over a JSON document.
+struct JsonPass<'p, 'a> {
+    decryptor: &'p Decryptor,
+    work: &'p mut Work<'a>,
+    phase: Phase,
+    /// Per depth, the ordinal of the value being walked there (objects are told apart by it).
+    values: Vec<u64>,
+    next_value: u64,
+    /// Offsets of the member names decryption changes, in document order.
+    renamed: Vec<usize>,
+    /// Per object with renamed members: each new name, and how many members have it.
+    new_names: HashMap<u64, HashMap<Vec<u8>, u32>>,
+    /// Objects in which decrypting names would duplicate a member.
+    colliding: HashSet<u64>,
+}
+
+impl<'p, 'a> JsonPass<'p, 'a> {
+    fn new(decryptor: &'p Decryptor, work: &'p mut Work<'a>, phase: Phase) -> Self {
+        JsonPass {
+            decryptor,
+            work,
+            phase,
+            values: Vec::new(),
+            next_value: 0,
+            renamed: Vec::new(),
+            new_names: HashMap::new(),
+            colliding: HashSet::new(),
+        }
+    }
+
+    /// Starts another walk: values are numbered and results taken from the start again, so
+    /// that objects and envelopes are told apart the same way in every walk.
+    fn restart(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.values.clear();
+        self.next_value = 0;
+        self.work.cursor = 0;
+    }
+
+    /// Whether member names are decrypted in this document, so that collisions need checking.
+    fn names_checked(&self) -> bool {
+        self.decryptor.member_names && self.decryptor.fields.is_none() && self.work.names_wanted
+    }
+
+    fn flag_collisions(&mut self) {
+        for (object, names) in self.new_names.drain() {
+            for (mut name, n) in names {
+                if n > 1 {
+                    self.colliding.insert(object);
+                }
+                // Decrypted text.
+                name.zeroize();
+            }
+        }
+    }
+
+    fn rule(&self, path: &[Seg<'_>], is_name: bool) -> Rule {
+        match (self.decryptor.fields.as_deref(), is_name) {
+            (None, false) => Rule::Open,
+            (None, true) if self.decryptor.member_names => Rule::Open,
+            (None, true) => Rule::Closed(Refusal::MemberName),
+            // A member name is in no field.
+            (Some(_), true) => Rule::Closed(Refusal::Injection),
+            (Some(fields), false) if fields.iter().any(|f| f.matches(path)) => Rule::Whole,
+            (Some(_), false) => Rule::Closed(Refusal::Injection),
+        }
+    }
+}
+
+impl Visitor for JsonPass<'_, '_> {
+    type Error = DocumentError;
+
+    fn selects(&mut self, path: &[Seg<'_>]) -> bool {
+        // Called before every value: number them, so that an object's names can be grouped.
+        self.values.truncate(path.len());
+        self.values.push(self.next_value);
+        self.next_value += 1;
+        false
+    }
 
     fn string(
         &mut self,
         path: &[Seg<'_>],
         token: StringToken<'_>,
-        _out: &mut String,
-    ) -> Result<(), JsonError> {
-        if !self.scanner.contains_prefix(token.value.as_bytes()) {
+        out: &mut String,
+    ) -> Result<(), DocumentError> {
+        let object = self.values.get(path.len()).copied().unwrap_or(0);
+        if self.phase != Phase::Render {
+            // The walker's copy is not needed.
+            out.clear();
+        }
+        let value = token.value.as_bytes();
+        if self.phase == Phase::Collisions {
+            if token.is_name && self.renamed.binary_search(&token.offset).is_err() {
+                if let Some(n) = self
+                    .new_names
+                    .get_mut(&object)
+                    .and_then(|names| names.get_mut(value))
+                {
+                    *n += 1;
+                }
+            }
             return Ok(());
         }
-        let allowed = match self.fields {
-            None => true,
-            Some(fields) => !token.is_name && fields.iter().any(|f| f.matches(path)),
-        };
-        let value_at = matches!(token.value, Cow::Borrowed(_)).then_some(token.offset + 1);
-        self.sites.push(Site {
-            range: token.offset..token.offset + token.raw.len(),
-            value: Cow::Owned(token.value.into_owned().into_bytes()),
+        let scanner = self.work.scanner;
+        if !scanner.contains_prefix(value) {
+            if self.phase == Phase::Render {
+                out.push_str(token.raw);
+            }
+            return Ok(());
+        }
+        let rule = self.rule(path, token.is_name);
+        let len = value.len();
+        if self.phase == Phase::Collect {
+            for item in scanner.scan(value) {
+                let wanted = self.work.collect(rule, len, &item);
+                self.work.names_wanted |= wanted && token.is_name;
+            }
+            return Ok(());
+        }
+        let site = SiteInfo {
+            value,
+            raw: token.raw.as_bytes(),
+            at: token.offset,
+            value_at: matches!(token.value, Cow::Borrowed(_)).then_some(token.offset + 1),
             kind: SiteKind::Json {
                 name: token.is_name,
             },
-            value_at,
-            field: Some(render_path(path)),
-            allowed,
-        });
+            rule,
+            collision: token.is_name && self.colliding.contains(&object),
+        };
+        let field = || Some(render_path(path));
+        if self.phase == Phase::Names {
+            let mut name = Zeroizing::new(Vec::new());
+            if !token.is_name {
+                // Only to keep the count of results.
+                for item in scanner.scan(value) {
+                    if self.work.wants(rule, len, &item).is_some() {
+                        self.work.cursor += 1;
+                    }
+                }
+            } else if self.work.render_inner(
+                &site,
+                scanner.scan(value),
+                &mut Sink::Plain(&mut name),
+                &field,
+                true,
+            )? {
+                self.renamed.push(token.offset);
+                *self
+                    .new_names
+                    .entry(object)
+                    .or_default()
+                    .entry(std::mem::take(&mut *name))
+                    .or_insert(0) += 1;
+            }
+            return Ok(());
+        }
+        self.work
+            .render(&site, scanner.scan(value), &mut Sink::Json(out), &field)?;
         Ok(())
     }
 }
@@ -700,116 +1302,6 @@ fn might_hold_prefix(scanner: &fle_shared::Scanner, doc: &[u8]) -> bool {
             .is_some_and(prefix_bytes)
     });
     escaped || (prefix_bytes(b'/') && memchr::memmem::find(doc, b"\\/").is_some())
-}
-
-/// The new text of `site`, or `None` to keep it as it is.
-fn render(
-    site: &Site<'_>,
-    hits: &[Hit<'_>],
-    plain: &mut [Option<Result<Plaintext, ProviderError>>],
-    (on_error, action): (OnError, Action<'_>),
-    report: &mut Report,
-) -> Result<Option<Zeroizing<String>>, DocumentError> {
-    let problem = |hit: &Hit<'_>, kind| Problem {
-        offset: site
-            .value_at
-            .map_or(site.range.start, |at| at + hit.span.start),
-        field: site.field.clone(),
-        key: hit.key.map(|k| k.id().clone()),
-        kind,
-    };
-    // Content of the site after substitution, as bytes; and whether it became a JSON value.
-    let mut content = Zeroizing::new(Vec::with_capacity(site.value.len()));
-    let mut json_value = false;
-    let mut changed = false;
-    let mut last = 0;
-    for (hit, result) in hits.iter().zip(plain.iter_mut()) {
-        content.extend_from_slice(&site.value[last..hit.span.start]);
-        last = hit.span.end;
-        let original = &site.value[hit.span.clone()];
-        let outcome = match (&hit.what, result.take()) {
-            // Outside the allowed fields nothing is touched, malformed or not.
-            _ if !site.allowed => Err(ProblemKind::MarkerInjection),
-            (Err(bad), _) => Err(ProblemKind::Malformed(bad.clone())),
-            (Ok(_), None) => match (action, hit.key) {
-                (Action::Reencrypt(to), Some(key)) if key.id() == to.id() => {
-                    // Already under the target key.
-                    content.extend_from_slice(original);
-                    report.kept += 1;
-                    continue;
-                }
-                _ => Err(ProblemKind::MarkerInjection),
-            },
-            (Ok(_), Some(Err(e))) => Err(ProblemKind::Provider(e)),
-            (Ok(_), Some(Ok(pt))) => match action {
-                Action::Decrypt | Action::Verify => {
-                    let whole = hit.span == (0..site.value.len());
-                    placed(site.kind, whole, &pt).map(|is_value| (pt, is_value))
-                }
-                // The plaintext's bytes travel as they are, a JSON value's tag included.
-                Action::Reencrypt(to) => {
-                    let mut envelope = String::with_capacity(to.envelope_len());
-                    let field = site.field.as_deref().unwrap_or("text");
-                    match to.encrypt_into(field, pt.as_bytes(), &mut envelope) {
-                        Ok(()) => Ok((Plaintext::from(envelope.into_bytes()), false)),
-                        Err(e) => Err(ProblemKind::Reencrypt(e)),
-                    }
-                }
-            },
-        };
-        match outcome {
-            Ok((pt, is_value)) => {
-                let bytes = pt.as_bytes();
-                content.extend_from_slice(if is_value { &bytes[1..] } else { bytes });
-                json_value |= is_value && matches!(site.kind, SiteKind::Json { .. });
-                changed = true;
-                report.decrypted += 1;
-            }
-            Err(ProblemKind::MarkerInjection) => {
-                content.extend_from_slice(original);
-                report
-                    .problems
-                    .push(problem(hit, ProblemKind::MarkerInjection));
-            }
-            Err(kind) => {
-                let p = problem(hit, kind);
-                match on_error {
-                    OnError::Fail => return Err(DocumentError::Envelope(Box::new(p))),
-                    OnError::Leave => content.extend_from_slice(original),
-                    OnError::Redact => {
-                        content.extend_from_slice(REDACTED.as_bytes());
-                        changed = true;
-                    }
-                }
-                report.problems.push(p);
-            }
-        }
-    }
-    if !changed || matches!(action, Action::Verify) {
-        return Ok(None);
-    }
-    content.extend_from_slice(&site.value[last..]);
-    let mut text = Zeroizing::new(String::with_capacity(content.len() + 2));
-    match site.kind {
-        SiteKind::Form => form::encode_into(&content, &mut text),
-        SiteKind::Json { .. } | SiteKind::Text => {
-            // Every piece is UTF-8: the site's own text, UTF-8-checked plaintext, REDACTED.
-            let content = std::str::from_utf8(&content).map_err(|_| {
-                DocumentError::Envelope(Box::new(Problem {
-                    offset: site.range.start,
-                    field: site.field.clone(),
-                    key: None,
-                    kind: ProblemKind::NotUtf8,
-                }))
-            })?;
-            if json_value || !matches!(site.kind, SiteKind::Json { .. }) {
-                text.push_str(content);
-            } else {
-                json::push_string(content, &mut text);
-            }
-        }
-    }
-    Ok(Some(text))
 }
 
 /// Whether `pt` can stand where the envelope stood, and whether it is a tagged JSON value to

@@ -53,7 +53,7 @@ mod provider;
 pub use config::{DecryptConfig, DecryptConfigError};
 pub use document::{
     Action, Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind,
-    ProcessedBytes, Report, UnknownName, REDACTED,
+    ProcessedBytes, Report, UnknownName, MAX_PROBLEMS, REDACTED,
 };
 pub use engine::{decrypt_all, DecryptPolicy, RateLimiter, DEFAULT_RATE_PER_SECOND};
 pub use kms::{AssumeRole, KmsConfig, KmsKeyProvider, KmsSettings, KmsSettingsError, SecretSource};

@@ -120,8 +120,18 @@ fn marker_injection_is_refused_when_fields_are_configured() {
     let stolen = &victim[9..victim.len() - 2];
     let attack = format!(r#"{{"ssn": "{stolen}", "comment": "{stolen}", "{stolen}": 1}}"#);
 
-    // Schema-blind (the default, like the reference): the comment gets the victim's SSN.
+    // Schema-blind (the default, like the reference): the comment gets the victim's SSN; the
+    // member name is left alone and reported unless names are asked for explicitly.
     let (blind, _) = decryptor(&edge);
+    let out = block_on(blind.decrypt(&attack, Mode::Json, OnError::Fail)).unwrap();
+    assert_eq!(out.text.matches("123-45-6789").count(), 2);
+    assert_eq!(
+        out.text.matches(stolen).count(),
+        1,
+        "the name stays encrypted"
+    );
+    let (blind, _) = decryptor(&edge);
+    let blind = blind.decrypt_member_names(true);
     let out = block_on(blind.decrypt(&attack, Mode::Json, OnError::Fail)).unwrap();
     assert_eq!(out.text.matches("123-45-6789").count(), 3);
 
@@ -150,6 +160,99 @@ fn marker_injection_is_refused_when_fields_are_configured() {
         out.report.problems[0].offset,
         attack.find(r#""comment": ""#).unwrap() + 12
     );
+}
+
+#[test]
+fn only_fields_decrypts_whole_values_only() {
+    let edge = edge(r#"["ssn"]"#);
+    let victim = encrypt_json(&edge, r#"{"ssn": "123-45-6789"}"#);
+    let stolen = &victim[9..victim.len() - 2];
+    // An envelope embedded in a longer string of an allowed field is marker injection.
+    for value in [
+        format!("x{stolen}"),
+        format!("{stolen} "),
+        format!("{stolen}{stolen}"),
+    ] {
+        let doc = json!({ "ssn": value }).to_string();
+        let (d, calls) = decryptor(&edge);
+        let d = d.only_fields(vec![FieldSelector::parse("ssn").unwrap()]);
+        for policy in [OnError::Fail, OnError::Leave, OnError::Redact] {
+            let out = block_on(d.decrypt(&doc, Mode::Json, policy)).unwrap();
+            assert_eq!(*out.text, doc, "left as it is under {policy:?}");
+            assert!(!out.text.contains("123-45-6789"));
+            assert!(out
+                .report
+                .problems
+                .iter()
+                .all(|p| p.kind == ProblemKind::MarkerInjection));
+            assert_eq!(out.report.decrypted, 0);
+        }
+        assert_eq!(
+            calls.calls.load(Ordering::SeqCst),
+            0,
+            "no KMS call for them"
+        );
+        // Schema-blind decryption still opens them.
+        let (blind, _) = decryptor(&edge);
+        let out = block_on(blind.decrypt(&doc, Mode::Json, OnError::Fail)).unwrap();
+        assert!(out.text.contains("123-45-6789"));
+    }
+    // The same in form mode.
+    let form = format!(
+        "ssn=x{}",
+        stolen
+            .replace('#', "%23")
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    );
+    let (d, _) = decryptor(&edge);
+    let d = d.only_fields(vec![FieldSelector::parse("ssn").unwrap()]);
+    let out = block_on(d.decrypt(&form, Mode::Form, OnError::Redact)).unwrap();
+    assert_eq!(*out.text, form);
+    assert_eq!(out.report.problems[0].kind, ProblemKind::MarkerInjection);
+}
+
+#[test]
+fn member_names_are_decrypted_only_when_asked_and_never_into_duplicates() {
+    let edge = edge(r#"["role", "x"]"#);
+    let role = encrypt_json(&edge, r#"{"role": "role"}"#);
+    let role = &role[10..role.len() - 2];
+    let x = encrypt_json(&edge, r#"{"x": "nick"}"#);
+    let nick = &x[7..x.len() - 2];
+    assert!(role.starts_with("#01#") && nick.starts_with("#01#"));
+
+    // Default: a name is left as it is and reported, whatever the policy; values still open.
+    let doc = format!(r#"{{"role": "user", "{role}": "admin", "n": "{nick}"}}"#);
+    for policy in [OnError::Fail, OnError::Leave, OnError::Redact] {
+        let (d, _) = decryptor(&edge);
+        let out = block_on(d.decrypt(&doc, Mode::Json, policy)).unwrap();
+        let v: Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(v["role"], "user");
+        assert_eq!(v[role], "admin", "name left encrypted under {policy:?}");
+        assert_eq!(v["n"], "nick");
+        assert_eq!(out.report.problems.len(), 1);
+        assert_eq!(out.report.problems[0].kind, ProblemKind::MemberName);
+    }
+
+    // Asked for: a name that would duplicate a member stays encrypted (and fails under Fail).
+    let (d, _) = decryptor(&edge);
+    let d = d.decrypt_member_names(true);
+    let out = block_on(d.decrypt(&doc, Mode::Json, OnError::Leave)).unwrap();
+    let v: Value = serde_json::from_str(&out.text).unwrap();
+    assert_eq!((&v["role"], &v[role]), (&json!("user"), &json!("admin")));
+    assert_eq!(out.report.problems[0].kind, ProblemKind::DuplicateMember);
+    let err = block_on(d.decrypt(&doc, Mode::Json, OnError::Fail)).unwrap_err();
+    assert!(matches!(err, DocumentError::Envelope(p) if p.kind == ProblemKind::DuplicateMember));
+    // Two encrypted names that decrypt to the same name collide with each other too.
+    let twice = format!(r#"{{"{role}": 1, "{role}": 2}}"#);
+    let out = block_on(d.decrypt(&twice, Mode::Json, OnError::Leave)).unwrap();
+    assert_eq!(*out.text, twice);
+    // Without a collision the name is decrypted.
+    let alone = format!(r#"{{"a": {{"{role}": "admin"}}, "role": "user"}}"#);
+    let out = block_on(d.decrypt(&alone, Mode::Json, OnError::Fail)).unwrap();
+    let v: Value = serde_json::from_str(&out.text).unwrap();
+    assert_eq!(v, json!({"a": {"role": "admin"}, "role": "user"}));
 }
 
 #[test]
