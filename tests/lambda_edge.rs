@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::*;
 use fle_shared::Keyring;
@@ -34,31 +32,6 @@ fn build_package(dir: &Path) -> std::path::PathBuf {
             && !bundled.contains("not-shipped")
     );
     unpacked
-}
-
-fn run_node(package: &Path, events: &[Value], host_rsa: bool) -> (String, Vec<Value>) {
-    let mut child = Command::new("node")
-        .arg(root().join("tests/support/lambda-edge-driver.mjs"))
-        .arg(package)
-        .env("FLE_HOST_RSA", if host_rsa { "1" } else { "0" })
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node (Node.js 20 or later) is required");
-    let mut stdin = child.stdin.take().unwrap();
-    for e in events {
-        writeln!(stdin, "{e}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let mut lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let backend = lines.remove(0)["backend"].as_str().unwrap().to_owned();
-    (backend, lines)
 }
 
 fn decrypt_with_keys(keyring: &Keyring, text: &str) -> Vec<(String, Vec<u8>)> {
@@ -94,7 +67,7 @@ fn lambda_edge_package_under_node() {
         json!(r##"{"comment": "#01#AAAA#10#"}"##);
 
     for host_rsa in [true, false] {
-        let (backend, results) = run_node(
+        let (backend, results, _) = run_lambda_edge(
             &package,
             &[
                 reference.clone(),

@@ -24,6 +24,8 @@
 //! content_types = ["application/json", "application/x-www-form-urlencoded"]  # default; also "+json" types
 //! methods = ["POST", "PUT", "PATCH"]           # default: every method
 //! uris = ["/api/*", "/signup"]                 # default: every URI; '*' matches any run of characters
+//! uri_case = "insensitive"                     # default; or "sensitive": how `uris` compare
+//! exclude_uris = ["/api/health"]               # paths the rules never cover (plain spellings only)
 //! names = "exact"                              # or "case-insensitive", "origin": which spellings of a field are encrypted
 //! query = "reject"                             # or "encrypt": a configured field in the query string
 //! on_marker = "reject"                         # or "neutralise": incoming text that contains a key's prefix
@@ -33,6 +35,32 @@
 //! ```
 //!
 //! Requests whose method or URI is not listed pass through untouched: no field rule applies.
+//!
+//! # URI matching (fail closed)
+//!
+//! Origins route on a normalised path, not on the bytes CloudFront forwards, so patterns are
+//! matched against every reading an origin may give the path (see [`crate::uri`]):
+//!
+//! - the raw path, its [`normalise`](crate::uri::normalise)d form (`\` → `/`, unreserved escapes
+//!   decoded, `;params` stripped, `//` collapsed, dot segments resolved, no trailing slash) and
+//!   its [fully decoded](crate::uri::normalise_decoded) form (`%2F`, `%5C` → `/`). The request
+//!   is covered if **any** reading matches **any** `uris` pattern (empty `uris`: every path).
+//! - `uri_case = "insensitive"` (the default) compares `uris` patterns with Unicode-widened case
+//!   folding (`/SIGNUP`, `/ſignup` match `/signup`); `"sensitive"` compares exactly.
+//! - A covered request is excluded by `exclude_uris` only when its raw path is spelled plainly
+//!   ([`is_plain`](crate::uri::is_plain): no `\`, `%2F`, `%5C`, `%2E`, `%00`, `;params`, `//`,
+//!   dot segments or encoded unreserved characters; a trailing slash is fine) **and every**
+//!   reading (normalised, fully decoded and, under `"insensitive"`, case-folded) matches an
+//!   exclusion, compared case-sensitively. So `/api/health/` is excluded by `"/api/health"` but
+//!   `/API/health`, `/api/%68ealth`, `/api%2Fhealth` and `/api/health;x` stay covered: an
+//!   exclusion is never reachable by a spelling another origin may route elsewhere.
+//! - A path with a NUL, a control character or a malformed escape is refused: 400
+//!   `invalid_uri` (when the method is covered).
+//!
+//! Patterns are normalised when loaded (`/signup/` is `/signup`, `//api` is `/api`); patterns
+//! that could never match a normalised path (`;`, `%`, `\`, `.` or `..` segments) are refused,
+//! as are `exclude_uris` patterns not starting with `/` and, under `"insensitive"`, exclusions
+//! not in lower case (the folded reading could never match them).
 
 use fle_shared::KeyId;
 use serde::Deserialize;
@@ -40,6 +68,8 @@ use serde::Deserialize;
 pub use crate::names::NameMatching;
 
 pub use fle_shared::body::{FieldSelector, PathStep};
+
+use crate::uri::{self, UriError};
 
 /// One field rule: what to encrypt and with which key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +118,19 @@ pub enum MarkerPolicy {
     Neutralise,
 }
 
+/// How `uris` patterns compare with request paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UriCase {
+    /// Case-insensitively (Unicode-widened case folding: `/SIGNUP` and `/ſignup` match
+    /// `/signup`), as case-insensitive origins route. The default: covering too much only
+    /// encrypts more.
+    #[default]
+    Insensitive,
+    /// Exactly.
+    Sensitive,
+}
+
 /// The body formats the edge can rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -106,8 +149,13 @@ pub struct EdgeConfig {
     pub content_types: Vec<(String, BodyKind)>,
     /// Methods the rules apply to (uppercase); empty means every method.
     pub methods: Vec<String>,
-    /// URI patterns the rules apply to; empty means every URI.
+    /// URI patterns the rules apply to, normalised; empty means every URI.
     pub uris: Vec<String>,
+    /// How `uris` compare with request paths.
+    pub uri_case: UriCase,
+    /// URI patterns the rules never apply to, normalised; matched case-sensitively, and only
+    /// against plainly spelled paths (see the module documentation).
+    pub exclude_uris: Vec<String>,
     /// Policy for bodies that cannot be parsed.
     pub on_unparseable: UnparseablePolicy,
     /// Policy for incoming marker prefixes.
@@ -141,14 +189,52 @@ impl EdgeConfig {
         edge.validate()
     }
 
-    /// Whether the rules apply to a request with this method and URI.
-    pub fn applies_to(&self, method: &str, uri: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-            && (self.uris.is_empty()
-                || self
-                    .uris
+    /// Whether the rules apply to a request with this method and URI (the path, without the
+    /// query string). Fails closed: covered if any reading of the path an origin may route on
+    /// matches `uris`, excluded only if a plain spelling matches `exclude_uris` in every reading
+    /// (see the module documentation). A path with a NUL, a control character or a malformed
+    /// escape is an error when the method is covered (the edge answers 400 `invalid_uri`).
+    pub fn applies_to(&self, method: &str, uri: &str) -> Result<bool, UriError> {
+        if !(self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+        {
+            return Ok(false);
+        }
+        let normal = uri::normalise(uri)?;
+        let decoded = uri::normalise_decoded(uri)?;
+        let included = self.uris.is_empty()
+            || [uri, &normal, &decoded]
+                .into_iter()
+                .any(|reading| self.included(reading));
+        Ok(included && !self.excluded(uri, &normal, &decoded))
+    }
+
+    fn included(&self, reading: &str) -> bool {
+        match self.uri_case {
+            UriCase::Sensitive => self
+                .uris
+                .iter()
+                .any(|p| glob_match(p.as_bytes(), reading.as_bytes())),
+            UriCase::Insensitive => {
+                let reading = fold(reading);
+                self.uris
                     .iter()
-                    .any(|p| glob_match(p.as_bytes(), uri.as_bytes())))
+                    .any(|p| glob_match(fold(p).as_bytes(), reading.as_bytes()))
+            }
+        }
+    }
+
+    fn excluded(&self, raw: &str, normal: &str, decoded: &str) -> bool {
+        if self.exclude_uris.is_empty() || !uri::is_plain(raw) {
+            return false;
+        }
+        let matches = |reading: &str| {
+            self.exclude_uris
+                .iter()
+                .any(|p| glob_match(p.as_bytes(), reading.as_bytes()))
+        };
+        matches(normal)
+            && matches(decoded)
+            && (self.uri_case == UriCase::Sensitive || matches(&fold(normal)))
     }
 
     /// How a `Content-Type` header value is parsed, if it is listed. A `charset` parameter
@@ -179,6 +265,52 @@ pub enum ContentTypeError {
     /// A charset other than UTF-8.
     #[error("only UTF-8 bodies can be encrypted")]
     Charset,
+}
+
+/// The case-folded reading of a path or pattern (see [`crate::names`]).
+fn fold(s: &str) -> String {
+    s.chars().map(crate::names::fold_char).collect()
+}
+
+/// Checks and normalises the URI patterns of a configuration: `uris` must start with `/` or `*`,
+/// `exclude_uris` with `/`; none may hold `;`, `%`, `\`, control characters or dot segments;
+/// exclusions must be in lower case under [`UriCase::Insensitive`]. Returns the normalised
+/// `(uris, exclude_uris)`.
+pub fn check_uri_patterns(
+    uris: &[String],
+    exclude_uris: &[String],
+    uri_case: UriCase,
+) -> Result<(Vec<String>, Vec<String>), ConfigError> {
+    let bad = |pattern: &str, reason: &'static str| ConfigError::UriPattern {
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    let uris = uris
+        .iter()
+        .map(|p| {
+            if !p.starts_with('/') && !p.starts_with('*') {
+                return Err(ConfigError::Uri(p.clone()));
+            }
+            uri::normalise_pattern(p).map_err(|reason| bad(p, reason))
+        })
+        .collect::<Result<_, _>>()?;
+    let exclude_uris = exclude_uris
+        .iter()
+        .map(|p| {
+            if !p.starts_with('/') {
+                return Err(bad(p, "in exclude_uris must start with '/'"));
+            }
+            let normal = uri::normalise_pattern(p).map_err(|reason| bad(p, reason))?;
+            if uri_case == UriCase::Insensitive && fold(&normal) != normal {
+                return Err(bad(
+                    p,
+                    "in exclude_uris is not in lower case: with uri_case = \"insensitive\" an exclusion must also match the lower-case reading of a path, so it could never apply (write it in lower case, or set uri_case = \"sensitive\")",
+                ));
+            }
+            Ok(normal)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((uris, exclude_uris))
 }
 
 /// `*` matches any run of bytes (including none); everything else matches itself.
@@ -219,6 +351,10 @@ struct EdgeSpec {
     methods: Vec<String>,
     #[serde(default)]
     uris: Vec<String>,
+    #[serde(default)]
+    uri_case: UriCase,
+    #[serde(default)]
+    exclude_uris: Vec<String>,
     on_unparseable: Option<String>,
     #[serde(default)]
     on_marker: MarkerPolicy,
@@ -265,14 +401,7 @@ impl EdgeSpec {
                     (selector, t.key.map(|k| k.parse()).transpose()?)
                 }
             };
-            if let FieldSelector::Name(name) = &selector {
-                if let Some(reason) = crate::names::suspicious_name(name) {
-                    return Err(ConfigError::Selector(fle_shared::body::SelectorError {
-                        selector: name.clone(),
-                        reason,
-                    }));
-                }
-            }
+            check_selector(&selector)?;
             let key = key
                 .or_else(|| default_key.clone())
                 .ok_or_else(|| ConfigError::NoKey(selector.to_string()))?;
@@ -312,11 +441,8 @@ impl EdgeSpec {
             .iter()
             .map(|m| m.to_ascii_uppercase())
             .collect();
-        for uri in &self.uris {
-            if !uri.starts_with('/') && !uri.starts_with('*') {
-                return Err(ConfigError::Uri(uri.clone()));
-            }
-        }
+        let (uris, exclude_uris) =
+            check_uri_patterns(&self.uris, &self.exclude_uris, self.uri_case)?;
         let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 || max_body_bytes > 1_048_576 {
             return Err(ConfigError::MaxBody(max_body_bytes));
@@ -340,7 +466,9 @@ impl EdgeSpec {
             fields,
             content_types,
             methods,
-            uris: self.uris,
+            uris,
+            uri_case: self.uri_case,
+            exclude_uris,
             on_unparseable: UnparseablePolicy::Reject,
             on_marker: self.on_marker,
             names: self.names,
@@ -350,6 +478,21 @@ impl EdgeSpec {
             max_encrypted_values,
         })
     }
+}
+
+/// Refuses a selector that can never select what its author meant: a bare name that looks like
+/// a path or a form reading (`card.number` instead of `$.card.number`, `user[ssn]`), or that has
+/// surrounding whitespace.
+pub fn check_selector(selector: &FieldSelector) -> Result<(), ConfigError> {
+    if let FieldSelector::Name(name) = selector {
+        if let Some(reason) = crate::names::suspicious_name(name) {
+            return Err(ConfigError::Selector(fle_shared::body::SelectorError {
+                selector: name.clone(),
+                reason,
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// Why an edge configuration was refused.
@@ -388,6 +531,15 @@ pub enum ConfigError {
     /// A URI pattern that cannot match a CloudFront URI.
     #[error("URI pattern {0:?} must start with '/' or '*'")]
     Uri(String),
+    /// A URI pattern that could never match a normalised path, or an exclusion that could
+    /// never apply.
+    #[error("URI pattern {pattern:?} {reason}")]
+    UriPattern {
+        /// The pattern as configured.
+        pattern: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// A body limit outside 1..=1 MiB.
     #[error("max_body_bytes = {0}: must be between 1 and 1048576 (CloudFront's limit)")]
     MaxBody(usize),
@@ -432,7 +584,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.fields.len(), 6);
-        assert!(c.applies_to("GET", "/anything"));
+        assert_eq!(c.applies_to("GET", "/anything"), Ok(true));
+        assert_eq!(c.uri_case, UriCase::Insensitive);
         assert_eq!(
             c.body_kind("Application/JSON; charset=UTF-8"),
             Ok(Some(BodyKind::Json))
@@ -468,11 +621,12 @@ max_body_bytes = 500000
         )
         .unwrap();
         assert_eq!(c.fields[1].key.as_str(), "02");
-        assert!(
-            c.applies_to("POST", "/api/x")
-                && !c.applies_to("PUT", "/api/x")
-                && !c.applies_to("POST", "/x")
-        );
+        assert_eq!(c.applies_to("POST", "/api/x"), Ok(true));
+        assert_eq!(c.applies_to("PUT", "/api/x"), Ok(false));
+        assert_eq!(c.applies_to("POST", "/x"), Ok(false));
+        // A method that is not covered never looks at the URI.
+        assert_eq!(c.applies_to("PUT", "/api/%00"), Ok(false));
+        assert_eq!(c.applies_to("POST", "/api/%00"), Err(UriError::Nul(5)));
         assert_eq!(
             c.body_kind("application/vnd.api+json"),
             Ok(Some(BodyKind::Json))
@@ -483,6 +637,103 @@ max_body_bytes = 500000
         assert_eq!(c.query, QueryPolicy::Encrypt);
         assert_eq!(c.retired_markers, ["OLD:"]);
         assert_eq!(c.max_encrypted_values, 50);
+    }
+
+    fn uri_config(extra: &str) -> EdgeConfig {
+        EdgeConfig::from_toml_str(&format!(
+            "[edge]\nkey = \"01\"\nfields = [\"a\"]\nuris = [\"/signup/\", \"//api/*\"]\n{extra}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn uri_readings() {
+        let c = uri_config("exclude_uris = [\"/api/health\", \"/public/*\"]");
+        assert_eq!(c.uris, ["/signup", "/api/*"]);
+        let covered = |uri: &str| c.applies_to("POST", uri).unwrap();
+        for uri in [
+            "/signup",
+            "/Signup",
+            "/SIGNUP",
+            "/\u{17F}ignup",
+            "/%C5%BFignup",
+            "/signup/",
+            "/signup;jsessionid=1",
+            "/signup%3Bx",
+            "//signup",
+            "/./signup",
+            "/x/../signup",
+            "/x/..;/signup",
+            "/%73ignup",
+            "/%2fsignup",
+            "/%5Csignup",
+            "/api/x",
+            "/api//x",
+            "/%61pi/x",
+            "/api\\x",
+            "/API/x",
+            "/api/",
+            "/api%2Fx",
+            "/api/../api/x",
+            "/api/Health",
+            "/API/health",
+            "/api/%68ealth",
+            "/api%2Fhealth",
+            "/api%2fhealth",
+            "/api/health;x",
+            "/api//health",
+            "/api/./health",
+            "/api/health%3B",
+            "/api/health%2e",
+            "/public/../signup",
+            "/public/..%2Fsignup",
+            "/public%2F..%2Fsignup",
+        ] {
+            assert!(covered(uri), "{uri} should be covered");
+        }
+        for uri in [
+            "/",
+            "/signupx",
+            "/other",
+            "/api",
+            "/ap",
+            "/api/health",
+            "/api/health/",
+            "/public/x",
+            "/public/caf%C3%A9",
+        ] {
+            assert!(!covered(uri), "{uri} should not be covered");
+        }
+        assert_eq!(
+            c.applies_to("POST", "/signup%zz"),
+            Err(UriError::BadEscape(7))
+        );
+        assert_eq!(c.applies_to("POST", "/x%0a"), Err(UriError::Control(2)));
+
+        let c = uri_config("uri_case = \"sensitive\"\nexclude_uris = [\"/api/Health\"]");
+        let covered = |uri: &str| c.applies_to("POST", uri).unwrap();
+        for uri in ["/signup", "/signup/", "/%73ignup", "/api/x", "/api/health"] {
+            assert!(covered(uri), "{uri} should be covered (sensitive)");
+        }
+        for uri in [
+            "/Signup",
+            "/SIGNUP",
+            "/API/x",
+            "/api/Health",
+            "/api/Health/",
+        ] {
+            assert!(!covered(uri), "{uri} should not be covered (sensitive)");
+        }
+
+        // No includes: every path, minus the exclusions.
+        let c = EdgeConfig::from_toml_str(
+            "[edge]\nkey = \"01\"\nfields = [\"a\"]\nexclude_uris = [\"/health\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.applies_to("POST", "/anything"), Ok(true));
+        assert_eq!(c.applies_to("POST", "/health"), Ok(false));
+        assert_eq!(c.applies_to("POST", "/HEALTH"), Ok(true));
+        assert_eq!(c.applies_to("POST", "/x/../health"), Ok(true));
     }
 
     #[test]
@@ -534,6 +785,33 @@ max_body_bytes = 500000
         assert!(
             bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nnames = \"fuzzy\"\n")
                 .contains("unknown variant")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nuri_case = \"fuzzy\"\n")
+                .contains("unknown variant")
+        );
+        for (pattern, reason) in [
+            ("/signup;x", "contains ';'"),
+            ("/api/%2A", "contains '%'"),
+            ("/api\\x", "contains '\\'"),
+            ("/api/../x", "dot segments"),
+            ("/./x", "dot segments"),
+            ("/a\tb", "control character"),
+        ] {
+            for key in ["uris", "exclude_uris"] {
+                let err = bad(&format!(
+                    "[edge]\nkey = \"01\"\nfields = [\"a\"]\n{key} = [{pattern:?}]\n"
+                ));
+                assert!(err.contains(reason), "{key} {pattern}: {err}");
+            }
+        }
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nexclude_uris = [\"*/health\"]\n")
+                .contains("must start with '/'")
+        );
+        assert!(
+            bad("[edge]\nkey = \"01\"\nfields = [\"a\"]\nexclude_uris = [\"/Health\"]\n")
+                .contains("not in lower case")
         );
     }
 }

@@ -31,7 +31,11 @@
 //!
 //! # Behaviour
 //!
-//! - Requests whose method and URI the rules do not cover are forwarded untouched.
+//! - Requests whose method and URI the rules do not cover are forwarded untouched. URIs are
+//!   matched fail closed against every reading an origin may route on ([`uri`]: normalised,
+//!   fully decoded, case-folded by default); exclusions apply only to plainly spelled paths.
+//! - A covered method with a URI holding a NUL, a control character or a malformed percent
+//!   escape → 400 `invalid_uri`.
 //! - `inputTruncated: true` → 413: a body CloudFront cut cannot have been fully encrypted.
 //! - A body that does not parse as its content type, or a content type missing or not listed →
 //!   400 / 415 (or forwarded unchanged with `on_unparseable = "pass"`).
@@ -59,16 +63,18 @@ pub mod guard;
 mod json;
 mod names;
 mod query;
+pub mod uri;
 
 use std::path::Path;
 
 pub use body::{BodyError, JSON_VALUE_TAG, MAX_DEPTH, NEUTRALISER};
 pub use config::{
     BodyKind, ConfigError, EdgeConfig, FieldRule, FieldSelector, MarkerPolicy, NameMatching,
-    QueryPolicy, UnparseablePolicy,
+    QueryPolicy, UnparseablePolicy, UriCase,
 };
 pub use event::{Outcome, Rejection};
 use fle_shared::{Backend, FieldEncryptor, Keyring};
+pub use uri::UriError;
 
 /// The edge encryptor: keyring, configuration and prepared keys. Build once (at module load),
 /// use for every request; `Send + Sync`.
@@ -81,12 +87,16 @@ pub struct EdgeEncryptor {
 
 impl EdgeEncryptor {
     /// Checks that every field rule's key is in `keyring` and prepares the keys with `backend`.
+    /// URI patterns are checked and normalised again (a configuration may be built in code).
     pub fn new(
         keyring: Keyring,
-        config: EdgeConfig,
+        mut config: EdgeConfig,
         backend: &dyn Backend,
     ) -> Result<Self, ConfigError> {
+        (config.uris, config.exclude_uris) =
+            config::check_uri_patterns(&config.uris, &config.exclude_uris, config.uri_case)?;
         for rule in &config.fields {
+            config::check_selector(&rule.selector)?;
             if keyring.get(&rule.key).is_none() {
                 return Err(ConfigError::UnknownKey {
                     field: rule.selector.to_string(),

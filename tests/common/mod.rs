@@ -171,6 +171,9 @@ pub fn openssl_oaep(args: &[&str], key: &Path, input: &[u8]) -> Vec<u8> {
 /// Builds the Lambda@Edge package for `config_text` with `edge-encryptor/build-lambda-edge.sh`
 /// in `dir` and unzips it. Returns the unpacked folder, the zip's size and the script's report.
 pub fn build_lambda_edge_package(dir: &Path, config_text: &str) -> (PathBuf, u64, String) {
+    // One build at a time: concurrent builds race on `rustup target add` and on cargo's lock.
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let config = dir.join("fle.toml");
     std::fs::write(&config, config_text).unwrap();
     let zip = dir.join("fle-edge.zip");
@@ -198,4 +201,41 @@ pub fn build_lambda_edge_package(dir: &Path, config_text: &str) -> (PathBuf, u64
     assert!(status.success(), "unzip failed");
     let size = std::fs::metadata(&zip).unwrap().len();
     (unpacked, size, String::from_utf8(out.stdout).unwrap())
+}
+
+/// Runs the unpacked Lambda@Edge package's handler under `node` on `events`
+/// (`tests/support/lambda-edge-driver.mjs`); `host_rsa` picks Node's RSA or the module's own.
+/// Returns the backend the package loaded with, one result per event, and the process's peak
+/// resident set size in bytes.
+pub fn run_lambda_edge(
+    package: &Path,
+    events: &[serde_json::Value],
+    host_rsa: bool,
+) -> (String, Vec<serde_json::Value>, u64) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("node")
+        .arg(root().join("tests/support/lambda-edge-driver.mjs"))
+        .arg(package)
+        .env("FLE_HOST_RSA", if host_rsa { "1" } else { "0" })
+        .env("FLE_DRIVER_REPORT_RSS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node (Node.js 20 or later) is required");
+    let mut stdin = child.stdin.take().unwrap();
+    for e in events {
+        writeln!(stdin, "{e}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let backend = lines.remove(0)["backend"].as_str().unwrap().to_owned();
+    let rss = lines.pop().unwrap()["max_rss_kib"].as_u64().unwrap() * 1024;
+    (backend, lines, rss)
 }
