@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::body::BodyError;
 use crate::config::ContentTypeError;
+use crate::uri::UriError;
 use crate::EdgeEncryptor;
 
 /// What to do with one request.
@@ -77,6 +78,10 @@ impl Rejection {
             _ => (500, "encryption_failed"),
         };
         Rejection::new(status, code, e.to_string())
+    }
+
+    fn from_uri_error(e: &UriError) -> Self {
+        Rejection::new(400, "invalid_uri", e.to_string())
     }
 
     /// The Lambda@Edge generated-response object: status, headers and a small JSON body.
@@ -151,7 +156,11 @@ impl EdgeEncryptor {
             .get("uri")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("a uri"))?;
-        if !self.config.applies_to(method, uri) {
+        let applies = self
+            .config
+            .applies_to(method, uri)
+            .map_err(|e| Rejection::from_uri_error(&e))?;
+        if !applies {
             return Ok(Outcome::Forward {
                 request: request.clone(),
                 encrypted: 0,

@@ -38,12 +38,20 @@
 //!   escape → 400 `invalid_uri`.
 //! - `inputTruncated: true` → 413: a body CloudFront cut cannot have been fully encrypted.
 //! - A body that does not parse as its content type, or a content type missing or not listed →
-//!   400 / 415 (or forwarded unchanged with `on_unparseable = "pass"`).
+//!   400 / 415, always (`on_unparseable = "pass"` was removed: it forwarded fields in clear).
 //! - A value over the key's size limit → 413 naming the field.
 //! - Any string, in any field or member name, that contains a configured prefix → 400 (or
 //!   neutralised with `on_marker = "neutralise"`): a captured envelope is never forwarded where a
 //!   schema-blind decryptor would open it.
-//! - A result over `max_body_bytes` (CloudFront accepts at most 1 MB) → 413.
+//! - A result over `max_body_bytes` (CloudFront accepts at most 1 MB) → 413, found before the
+//!   encryption that would pass it; more selected values than `max_encrypted_values` → 413.
+//! - A name some origin reads as a configured field that the [`NameMatching`] mode does not
+//!   select → 400 `ambiguous_field_name`; a configured field in the query string → 400
+//!   `field_in_query` (or encrypted with [`QueryPolicy::Encrypt`]).
+//! - A body declared as form data that is not form-shaped, or a JSON body that lenient form
+//!   parsers read as carrying a configured field → 400 `content_type_mismatch`.
+//! - Envelope-shaped text of any key (retired markers, the [`guard`] shape, after NFKC) → 400
+//!   `marker_injection`; valid JSON deeper than [`MAX_DEPTH`] → 400 `body_too_deep`.
 //! - Rules apply but the event carries no body while the request has one (the function was
 //!   associated without "include body") → 500: never forward what could not be seen.
 //! - Forwarded requests get `body.action = "replace"`, `body.encoding = "text"`; every other
