@@ -190,6 +190,26 @@ fn cases() -> Vec<Case> {
         )
         .secrets(&["123-45-6789"]),
         case(
+            "JSON read as form, one pair",
+            JSON,
+            r#"{"x":"y[ssn]=123-45-6789"}"#,
+            Refuse(400, "content_type_mismatch"),
+        )
+        .secrets(&["123-45-6789"]),
+        case(
+            "JSON read as form, Rack 2 name",
+            JSON,
+            r#"{"a":"x&]ssn=123-45-6789"}"#,
+            Refuse(400, "content_type_mismatch"),
+        ),
+        case(
+            "JSON with '=' and '&' but no field name",
+            JSON,
+            r#"{"ssn":"123-45-6789","url":"https://x.example/?a=b&c=d.e"}"#,
+            Forward(1),
+        )
+        .secrets(&["123-45-6789"]),
+        case(
             "JSON read as form, ';'",
             JSON,
             r#"{"note":"x;SSN=123-45-6789"}"#,
@@ -261,6 +281,39 @@ fn cases() -> Vec<Case> {
             "ssn[]=123-45-6789",
             Refuse(400, "ambiguous_field_name"),
         ),
+        // Rack 2 (leading brackets, trailing ']'), qs allowDots ('.ssn'), PHP's NUL cut,
+        // Spring's '!' prefix and quoted map keys.
+        case(
+            "Rack 2 leading bracket",
+            FORM,
+            "%5Dssn=123-45-6789",
+            Refuse(400, "ambiguous_field_name"),
+        )
+        .secrets(&["123-45-6789"]),
+        case(
+            "qs leading dot",
+            FORM,
+            ".ssn=123-45-6789",
+            Refuse(400, "ambiguous_field_name"),
+        ),
+        case(
+            "PHP NUL cut",
+            FORM,
+            "ssn%00x=123-45-6789",
+            Refuse(400, "ambiguous_field_name"),
+        ),
+        case(
+            "Spring default prefix",
+            FORM,
+            "!ssn=123-45-6789",
+            Refuse(400, "ambiguous_field_name"),
+        ),
+        case(
+            "Spring quoted map key",
+            FORM,
+            "user%5B%27ssn%27%5D=123-45-6789",
+            Refuse(400, "ambiguous_field_name"),
+        ),
         case(
             "PHP dot mangling",
             FORM,
@@ -324,6 +377,13 @@ fn cases() -> Vec<Case> {
             Refuse(400, "ambiguous_field_name"),
         )
         .query("a=1&user%5Bssn%5D=123-45-6789"),
+        case(
+            "Rack 2 name in the query",
+            JSON,
+            "{}",
+            Refuse(400, "ambiguous_field_name"),
+        )
+        .query("%5Dssn=123-45-6789"),
         case("query after ';'", JSON, "{}", Refuse(400, "field_in_query"))
             .query("a=1;ssn=123-45-6789"),
         case(

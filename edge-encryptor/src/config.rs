@@ -204,7 +204,11 @@ impl EdgeConfig {
         let included = self.uris.is_empty()
             || [uri, &normal, &decoded]
                 .into_iter()
-                .any(|reading| self.included(reading));
+                .any(|reading| self.included(reading))
+            || [&normal, &decoded]
+                .into_iter()
+                .filter_map(|reading| uri::without_suffix(reading))
+                .any(|reading| self.included(&reading));
         Ok(included && !self.excluded(uri, &normal, &decoded))
     }
 

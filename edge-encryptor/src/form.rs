@@ -121,9 +121,11 @@ pub(crate) fn check_shape(body: &str) -> Result<(), BodyError> {
 
 /// Refuses a JSON body that, read as form data (pairs split at `&` or `;`, as lenient
 /// parsers do), carries a field an origin would take for a configured one: the JSON string
-/// `"x&ssn=123-45-6789"` is one value to the edge but the field `ssn` to such an origin.
+/// `"x&ssn=123-45-6789"` is one value to the edge but the field `ssn` to such an origin. A
+/// body without `&` or `;` is one pair to them (`{"x":"y[ssn]=123-45-6789"}`), so it is checked
+/// too.
 pub(crate) fn check_json_as_form(body: &str, rules: &Rules<'_>) -> Result<(), BodyError> {
-    if memchr::memchr2(b'&', b';', body.as_bytes()).is_none() {
+    if memchr::memchr(b'=', body.as_bytes()).is_none() {
         return Ok(());
     }
     let mut offset = 0;

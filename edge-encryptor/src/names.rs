@@ -157,10 +157,19 @@ pub(crate) fn classify_json<'s>(
     Verdict::None
 }
 
+/// Characters that split a form name into steps for one parser or another: `.` (`qs` with
+/// `allowDots`), brackets (PHP, Rack, `qs`; Rack 2 also drops leading brackets and trailing `]`,
+/// so `]ssn`, `[ssn` and `ssn]]` are `ssn`), `'` (Spring map keys `user['ssn']`), `!` (Spring's
+/// field-default prefix `!ssn`), and NUL (PHP cuts names at it: `ssn\0x` is `ssn`).
+const NAME_SEPARATORS: [char; 6] = ['.', '[', ']', '\'', '!', '\0'];
+
 /// The paths origins read a form field (or query parameter) name as: the name itself; PHP's
 /// reading (leading spaces dropped, `.`, space and an unclosed `[` in the base turned into `_`,
-/// then one step per `[...]`, an empty `[]` being an array index); and `qs`'s dotted reading
-/// (`a.b[c]` → `a`, `b`, `c`).
+/// then one step per `[...]`, an empty `[]` being an array index); and the split reading: the
+/// name cut at every [`NAME_SEPARATORS`] character, each piece trimmed of spaces and quotes
+/// (`a.b[c]`, `]ssn`, `.ssn`, `!ssn`, `user["ssn"]`, `ssn\0x`), which covers `qs`'s dotted
+/// reading, Rack 2's and Spring's, and PHP's NUL cut. A name selector matches a reading if any
+/// of its steps is the name, so the split reading errs on the side of refusing.
 pub(crate) fn form_readings(name: &str) -> Vec<Vec<Seg<'_>>> {
     let mut readings: Vec<Vec<Seg<'_>>> = vec![vec![Seg::Key(Cow::Borrowed(name))]];
     let trimmed = name.trim();
@@ -168,14 +177,14 @@ pub(crate) fn form_readings(name: &str) -> Vec<Vec<Seg<'_>>> {
         readings.push(vec![Seg::Key(Cow::Borrowed(trimmed))]);
     }
     readings.push(php_reading(name));
-    let dotted: Vec<Seg<'_>> = name
-        .split(['.', '[', ']'])
-        .map(str::trim)
+    let split: Vec<Seg<'_>> = name
+        .split(NAME_SEPARATORS)
+        .map(|p| p.trim().trim_matches(['"', '\'']).trim())
         .filter(|p| !p.is_empty())
         .map(|p| Seg::Key(Cow::Borrowed(p)))
         .collect();
-    if dotted.len() > 1 {
-        readings.push(dotted);
+    if !matches!(split.as_slice(), [Seg::Key(k)] if k == name) {
+        readings.push(split);
     }
     readings
 }
@@ -332,6 +341,21 @@ mod tests {
             "first[name",
             "card[number]",
             "card.number",
+            // Rack 2, qs allowDots, PHP's NUL cut, Spring's '!' prefix and quoted map keys.
+            "]ssn",
+            "[ssn",
+            "ssn]",
+            "[]ssn",
+            "[[ssn]]",
+            "ssn]]",
+            ".ssn",
+            "..ssn",
+            "ssn\0",
+            "ssn\0x",
+            "!ssn",
+            "!card.number",
+            "user['ssn']",
+            "user[\"ssn\"]",
         ] {
             assert_eq!(
                 classify(Exact, lookalike),
@@ -347,7 +371,17 @@ mod tests {
         }
         assert_eq!(classify(CaseInsensitive, "SSN"), Verdict::Select(0));
         assert_eq!(classify(CaseInsensitive, "user[ssn]"), Verdict::Ambiguous);
-        for other in ["ssnx", "comment", "card", "number", "first", "user[name]"] {
+        for other in [
+            "ssnx",
+            "ssn_x",
+            "x-ssn",
+            "comment",
+            "card",
+            "number",
+            "first",
+            "user[name]",
+            "{\"ssn\":\"1\",\"n\":\"a",
+        ] {
             assert_eq!(classify(Exact, other), Verdict::None, "{other}");
             assert_eq!(classify(Origin, other), Verdict::None, "{other}");
         }

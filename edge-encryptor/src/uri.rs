@@ -13,6 +13,8 @@
 //!   dropped (except for the root).
 //! - [`normalise_decoded`]: the same after decoding every escape (`%2F` and `%5C` become `/`,
 //!   `%3B` becomes `;` and is stripped as a parameter), for origins that decode before routing.
+//! - [`without_suffix`] of either: the last segment without a format suffix or trailing dots and
+//!   spaces (`/signup.json`, `/signup.`), for Rails, older Spring MVC and Windows hosts.
 //!
 //! A path with a NUL, a control character (raw or percent-encoded) or a malformed escape has no
 //! reading the edge can vouch for: [`UriError`], answered with 400 `invalid_uri`.
@@ -59,6 +61,31 @@ pub fn normalise(raw: &str) -> Result<String, UriError> {
 /// ```
 pub fn normalise_decoded(raw: &str) -> Result<String, UriError> {
     Ok(resolve(&decode(raw, true)?))
+}
+
+/// `path` (a [`normalise`]d or [`normalise_decoded`] reading) with its last segment's format
+/// suffix and trailing dots and spaces removed, if that changes it: Rails routes
+/// `/signup.json` to `/signup` (the optional `(.:format)`), Spring MVC before 5.3 does the same
+/// (suffix pattern matching), and Windows hosts (IIS) drop trailing dots and spaces
+/// (`/signup.`, `/signup%20`). Includes are matched against this reading too.
+///
+/// ```
+/// use fle_edge_encryptor::uri::without_suffix;
+/// assert_eq!(without_suffix("/api/signup.json").as_deref(), Some("/api/signup"));
+/// assert_eq!(without_suffix("/signup. .").as_deref(), Some("/signup"));
+/// assert_eq!(without_suffix("/signup"), None);
+/// assert_eq!(without_suffix("/.well-known"), None);
+/// ```
+pub fn without_suffix(path: &str) -> Option<String> {
+    let start = path.rfind('/').map_or(0, |i| i + 1);
+    let segment = path[start..].trim_end_matches(['.', ' ']);
+    let segment = match segment.rfind('.') {
+        Some(dot) if dot > 0 => &segment[..dot],
+        _ => segment,
+    };
+    let segment = segment.trim_end_matches(['.', ' ']);
+    (!segment.is_empty() && start + segment.len() < path.len())
+        .then(|| format!("{}{segment}", &path[..start]))
 }
 
 /// Whether `raw` is spelled plainly: valid, without `\`, `%00`, `%2F`, `%5C` or `%2E` (any
