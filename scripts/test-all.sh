@@ -96,3 +96,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+step "Fuzz (short run of every target)"
+scripts/fuzz-short.sh

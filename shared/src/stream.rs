@@ -79,7 +79,8 @@ impl<'s> StreamScanner<'s> {
         }
     }
 
-    /// Bytes received but not settled yet (at most one chunk plus the longest envelope).
+    /// Bytes received but not settled yet (at most one chunk plus the longest envelope and the
+    /// longest prefix).
     pub fn pending(&self) -> usize {
         self.carry.len() - self.handed
     }
@@ -97,7 +98,9 @@ impl<'s> StreamScanner<'s> {
         let mut cut = None;
         for item in self.scanner.scan(&self.carry) {
             let span = item.span();
-            let open = span.end == len && !matches!(item, ScanItem::Envelope(_));
+            // A prefix starting before `limit` is complete in what arrived; one starting after
+            // it may not be, and the scanner may have let the item run over it.
+            let open = span.end > limit && !matches!(item, ScanItem::Envelope(_));
             if span.start >= limit {
                 break;
             }
@@ -108,12 +111,26 @@ impl<'s> StreamScanner<'s> {
                         ScanItem::Malformed(m) => m.key,
                         ScanItem::Envelope(f) => f.key,
                     };
+                    // Only up to the end of its base64 run: the bytes after it may start a
+                    // prefix.
+                    let prefix_len = self
+                        .scanner
+                        .keys()
+                        .iter()
+                        .find(|k| &k.id == key)
+                        .map_or(0, |k| k.markers.prefix.as_bytes().len());
+                    let from = (span.start + prefix_len).min(len);
+                    let run_end = from
+                        + self.carry[from..]
+                            .iter()
+                            .position(|&b| !crate::envelope::is_payload_byte(b))
+                            .unwrap_or(len - from);
                     items.push(ScanItem::Malformed(Malformed {
-                        span: span.clone(),
+                        span: span.start..run_end,
                         key,
                         problem: Problem::MissingSuffix,
                     }));
-                    cut = Some(span.end);
+                    cut = Some(run_end);
                 } else {
                     cut = Some(span.start);
                 }
