@@ -119,6 +119,15 @@ pub(crate) fn check_shape(body: &str) -> Result<(), BodyError> {
     }
 }
 
+/// Percent-decodes as lenient parsers do: a malformed escape stays as written (`+` still reads
+/// as a space), invalid UTF-8 is replaced.
+pub(crate) fn lenient_decode(raw: &str) -> String {
+    match decode(raw, 0) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => raw.replace('+', " "),
+    }
+}
+
 /// Refuses a JSON body that, read as form data (pairs split at `&` or `;`, as lenient
 /// parsers do), carries a field an origin would take for a configured one: the JSON string
 /// `"x&ssn=123-45-6789"` is one value to the edge but the field `ssn` to such an origin. A
@@ -135,14 +144,9 @@ pub(crate) fn check_json_as_form(body: &str, rules: &Rules<'_>) -> Result<(), Bo
         let Some((raw_name, _)) = piece.split_once('=') else {
             continue;
         };
-        // Lenient parsers leave malformed escapes as they are; read names the same way.
-        let decoded = decode(raw_name, start)
-            .map(|d| String::from_utf8_lossy(&d).into_owned())
-            .unwrap_or_else(|_| raw_name.to_owned());
+        let decoded = lenient_decode(raw_name);
         let path = [Seg::Key(Cow::Borrowed(decoded.as_str()))];
-        if rules.select_form(&decoded, &path).is_err()
-            || matches!(rules.select_form(&decoded, &path), Ok(Some(_)))
-        {
+        if !matches!(rules.select_form(&decoded, &path), Ok(None)) {
             return Err(BodyError::Mismatch {
                 declared: "JSON",
                 what: "text that form parsers read as a configured field",

@@ -14,14 +14,7 @@ use fle_shared::body::Seg;
 
 use crate::body::{render_path, BodyError, Rules};
 use crate::config::QueryPolicy;
-
-/// Percent-decodes leniently (a malformed escape stays as written), lossy UTF-8.
-fn lenient(raw: &str) -> String {
-    match decode(raw, 0) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(_) => raw.replace('+', " "),
-    }
-}
+use crate::form::lenient_decode;
 
 /// Checks `query` (without the `?`); returns the query to forward when values were encrypted,
 /// with their count, or `None` when it is forwarded as it is.
@@ -36,9 +29,9 @@ pub(crate) fn rewrite(
     let mut selected = false;
     for piece in query.split(['&', ';']) {
         let (raw_name, raw_value) = piece.split_once('=').unwrap_or((piece, ""));
-        let name = lenient(raw_name);
+        let name = lenient_decode(raw_name);
         let path = [Seg::Key(Cow::Borrowed(name.as_str()))];
-        let value = Zeroizing::new(lenient(raw_value));
+        let value = Zeroizing::new(lenient_decode(raw_value));
         // Any marker in a query string is refused: there is no neutralising a URL.
         rules.check_marker_bytes(name.as_bytes(), &path)?;
         rules.check_marker_bytes(value.as_bytes(), &path)?;
@@ -70,7 +63,7 @@ pub(crate) fn rewrite(
             continue;
         };
         out.push('=');
-        let name = lenient(pair.name);
+        let name = lenient_decode(pair.name);
         let path = [Seg::Key(Cow::Borrowed(name.as_str()))];
         match rules.select_form(&name, &path)? {
             Some(key) => {

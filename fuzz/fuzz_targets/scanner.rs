@@ -8,26 +8,11 @@
 
 use std::sync::OnceLock;
 
+use fle_fuzz::scan_key as key;
 use fle_shared::envelope::{is_payload_byte, write_v1, Envelope};
 use fle_shared::scan::{ScanKey, Scanner};
-use fle_shared::{Keyring, Marker, MarkerPair, ScanItem};
+use fle_shared::{Keyring, ScanItem};
 use libfuzzer_sys::fuzz_target;
-
-fn key(id: &str, prefix: Option<(&str, &str)>, modulus_len: usize) -> ScanKey {
-    let id: fle_shared::KeyId = id.parse().unwrap();
-    let markers = match prefix {
-        None => MarkerPair::default_for(&id),
-        Some((p, s)) => MarkerPair {
-            prefix: Marker::new(p).unwrap(),
-            suffix: Marker::new(s).unwrap(),
-        },
-    };
-    ScanKey {
-        id,
-        markers,
-        modulus_len,
-    }
-}
 
 struct Fixtures {
     demo: Keyring,

@@ -7,27 +7,12 @@
 
 use std::sync::OnceLock;
 
+use fle_fuzz::scan_key as key;
 use fle_shared::envelope::v1_envelope_len;
-use fle_shared::scan::{ScanKey, Scanner};
+use fle_shared::scan::Scanner;
 use fle_shared::stream::StreamScanner;
-use fle_shared::{Keyring, Marker, MarkerPair, ScanItem};
+use fle_shared::{Keyring, ScanItem};
 use libfuzzer_sys::fuzz_target;
-
-fn key(id: &str, markers: Option<(&str, &str)>, modulus_len: usize) -> ScanKey {
-    let id: fle_shared::KeyId = id.parse().unwrap();
-    let markers = match markers {
-        None => MarkerPair::default_for(&id),
-        Some((p, s)) => MarkerPair {
-            prefix: Marker::new(p).unwrap(),
-            suffix: Marker::new(s).unwrap(),
-        },
-    };
-    ScanKey {
-        id,
-        markers,
-        modulus_len,
-    }
-}
 
 struct Fixtures {
     demo: Keyring,

@@ -8,7 +8,10 @@ use fle_decryptor::{Decryptor, LocalKeyProvider, Mode, OnError};
 use fle_edge_encryptor::config::BodyKind;
 use fle_edge_encryptor::{EdgeEncryptor, MarkerPolicy, Outcome};
 use fle_shared::body::form;
-use fle_shared::{Backend, KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey, ScanItem};
+use fle_shared::scan::ScanKey;
+use fle_shared::{
+    Backend, KeyEntry, Keyring, Marker, MarkerPair, OaepPrivateKey, RsaPublicKey, ScanItem,
+};
 use serde_json::{json, Value};
 
 /// The demo public key (RSA-2048, key `01`).
@@ -31,6 +34,24 @@ pub const EDGE_TABLES: &[&str] = &[
     "fields = [\"ssn\", \"first_name\", \"$.a.b\"]\nnames = \"origin\"\nquery = \"encrypt\"\non_marker = \"neutralise\"\nmethods = [\"POST\", \"PUT\"]\nuris = [\"/api/*\", \"/signup\"]\nexclude_uris = [\"/api/health\"]\n",
     "fields = [\"$.a[*].b\", \"$.*.c\", \"pin\", { name = \"iban\" }]\nnames = \"origin\"\nuri_case = \"sensitive\"\nmax_encrypted_values = 3\nmax_body_bytes = 3000\nretired_markers = [\"#00#\"]\ncontent_types = [\"application/json\", \"application/vnd.api+json\", \"application/x-www-form-urlencoded\"]\n",
 ];
+
+/// A scan key with a tiny "modulus" (so the fuzzer can write whole envelopes): default markers
+/// for `id` unless `markers` gives the prefix and suffix.
+pub fn scan_key(id: &str, markers: Option<(&str, &str)>, modulus_len: usize) -> ScanKey {
+    let id: fle_shared::KeyId = id.parse().unwrap();
+    let markers = match markers {
+        None => MarkerPair::default_for(&id),
+        Some((p, s)) => MarkerPair {
+            prefix: Marker::new(p).unwrap(),
+            suffix: Marker::new(s).unwrap(),
+        },
+    };
+    ScanKey {
+        id,
+        markers,
+        modulus_len,
+    }
+}
 
 /// The configuration file text (demo key inline) for `EDGE_TABLES[i]`.
 pub fn edge_toml(i: usize) -> String {
