@@ -1,20 +1,112 @@
 //! `fle decrypt`, `fle reencrypt` and `fle verify`: the decryptor on the command line, over
-//! stdin or files and directory trees (see [`crate::batch`]).
+//! stdin or files and directory trees. The options become a [`fle_batch::Job`] and
+//! [`fle_batch::Options`]; the batch library does the rest.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use fle_batch::{Format, Job, Progress};
 use fle_decryptor::{
-    Action, DecryptConfig, DecryptPolicy, Decryptor, KeyProvider, KmsConfig, KmsKeyProvider,
-    LocalKeyProvider, OnError,
+    Action, DecryptConfig, DecryptFuture, DecryptPolicy, Decryptor, KeyProvider, KmsConfig,
+    KmsKeyProvider, LocalKeyProvider, OnError,
 };
 use fle_shared::body::FieldSelector;
-use fle_shared::{backend, FieldEncryptor, KeyEntry, KeyId, Keyring, OaepPrivateKey, RsaPublicKey};
+use fle_shared::{
+    backend, Envelope, FieldEncryptor, KeyEntry, KeyId, Keyring, OaepPrivateKey, RsaPublicKey,
+};
 
-use crate::batch::records::Format;
-use crate::batch::{self, BatchArgs, Ended, Job, Metered, Progress};
+use crate::progress_line::{Display, LineStderr};
+
+/// Options every batch command shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BatchArgs {
+    /// Files or directories (walked recursively; symbolic links in them are skipped and
+    /// reported) to process. None: stdin to stdout.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Write outputs under this directory, mirroring the inputs' tree (owner-only files and
+    /// directories; a symbolic link below it is refused).
+    #[arg(long, short = 'o', value_name = "DIR", conflicts_with = "in_place")]
+    pub out: Option<PathBuf>,
+    /// Replace each input with its output (through a temporary file and an atomic rename; an
+    /// input that changes meanwhile is not replaced; a symbolic link is refused: name its target).
+    #[arg(long)]
+    pub in_place: bool,
+    /// In directories, only files whose path (relative to the directory) matches one of these
+    /// globs, e.g. '**/*.jsonl' [default: every file].
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// In directories, skip files whose relative path matches one of these globs.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Continue the interrupted job its manifest describes: finished files are skipped, a
+    /// started one continues from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Job manifest [default: OUT/.fle-manifest.json, or .fle-manifest.json in the first
+    /// input's directory with --in-place].
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Replace destination files that already exist.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Report as JSON Lines: one object per problem, failed input and skipped entry, then the
+    /// summary (on stdout, or on stderr when stdout carries data).
+    #[arg(long)]
+    pub json: bool,
+    /// Most KMS requests per second for the whole job [default: the config's rate, else 250:
+    /// half the default KMS quota of 500/s for RSA keys, leaving room for live traffic].
+    #[arg(long, value_name = "N", value_parser = positive_rate)]
+    pub kms_rps: Option<f64>,
+    /// Most KMS requests in flight at once [default: the config's, else 32].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: Option<u32>,
+    /// Largest record (line, CSV row) or whole JSON / form document, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_record: usize,
+    /// Input bytes between checkpoints of the manifest (at the next record boundary).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    pub checkpoint_bytes: u64,
+    /// CSV: write a decrypted cell a spreadsheet would run as a formula (starting with =, +,
+    /// -, @, tab or CR) as text: prefixed with ' and quoted (CSV injection).
+    #[arg(long)]
+    pub neutralize_formulas: bool,
+}
+
+/// `--kms-rps`: a finite rate above zero.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if rate.is_finite() && rate > 0.0 {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "{text} requests per second: give a number above 0 (e.g. 250)"
+        ))
+    }
+}
+
+impl BatchArgs {
+    fn options(&self) -> fle_batch::Options {
+        let mut o = fle_batch::Options::default();
+        o.inputs = self.inputs.clone();
+        o.out = self.out.clone();
+        o.in_place = self.in_place;
+        o.include = self.include.clone();
+        o.exclude = self.exclude.clone();
+        o.resume = self.resume;
+        o.manifest = self.manifest.clone();
+        o.overwrite = self.overwrite;
+        o.json = self.json;
+        o.max_record = self.max_record;
+        o.checkpoint_bytes = self.checkpoint_bytes;
+        o
+    }
+}
 
 /// Where the keys that open envelopes come from: exactly one of `--private-key`,
 /// `--kms-key-id` or `--config`.
@@ -128,10 +220,10 @@ enum ReencryptOnError {
 }
 
 /// Decrypts stdin, files or trees.
-pub fn decrypt(args: &DecryptArgs) -> anyhow::Result<Ended> {
+pub fn decrypt(args: &DecryptArgs) -> anyhow::Result<ExitCode> {
     run(&args.keys, &args.common, &args.batch, None, |config| {
         (
-            "decrypt",
+            false,
             args.on_error.map_or(config.on_error, |e| match e {
                 OnErrorArg::Fail => OnError::Fail,
                 OnErrorArg::Leave => OnError::Leave,
@@ -142,7 +234,7 @@ pub fn decrypt(args: &DecryptArgs) -> anyhow::Result<Ended> {
 }
 
 /// Re-encrypts stdin, files or trees to another key.
-pub fn reencrypt(args: &ReencryptArgs) -> anyhow::Result<Ended> {
+pub fn reencrypt(args: &ReencryptArgs) -> anyhow::Result<ExitCode> {
     let to: KeyId = args.to.parse()?;
     let extra = match &args.to_public_key {
         Some(path) => {
@@ -166,15 +258,15 @@ pub fn reencrypt(args: &ReencryptArgs) -> anyhow::Result<Ended> {
                 None if config.on_error == OnError::Redact => OnError::Fail,
                 None => config.on_error,
             };
-            ("reencrypt", on_error)
+            (false, on_error)
         },
     )
 }
 
 /// Checks every envelope of stdin, files or trees decrypts; writes no data.
-pub fn verify(args: &VerifyArgs) -> anyhow::Result<Ended> {
+pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     run(&args.keys, &args.common, &args.batch, None, |_| {
-        ("verify", OnError::Leave)
+        (true, OnError::Leave)
     })
 }
 
@@ -183,18 +275,22 @@ fn run(
     common: &CommonArgs,
     batch_args: &BatchArgs,
     target: Option<(KeyId, Option<KeyEntry>)>,
-    policy: impl FnOnce(&DecryptConfig) -> (&'static str, OnError),
-) -> anyhow::Result<Ended> {
+    policy: impl FnOnce(&DecryptConfig) -> (bool, OnError),
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let extra = target.as_ref().and_then(|(_, e)| e.clone());
-        let (keyring, provider, config) = build(keys, extra).await?;
-        let (command, on_error) = policy(&config);
+        let (keyring, provider, config, settings) = build(keys, extra).await?;
+        let (verify, on_error) = policy(&config);
         let progress = Arc::new(Progress::default());
-        let concurrency = batch_args.concurrency.or(config.concurrency).unwrap_or(32);
+        let concurrency = batch_args
+            .concurrency
+            .map(|c| c as usize)
+            .or(config.concurrency)
+            .unwrap_or(32);
         let rate = batch_args
             .kms_rps
             .or(config.rate_per_second)
@@ -221,11 +317,11 @@ fn run(
                 encryptor = FieldEncryptor::new(&one, backend::default_backend())?;
                 Action::Reencrypt(encryptor.key(to).expect("the key just added"))
             }
-            None if command == "verify" => Action::Verify,
+            None if verify => Action::Verify,
             None => Action::Decrypt,
         };
         let mut decryptor = Decryptor::new(keyring, Arc::new(metered) as Arc<dyn KeyProvider>)
-            .with_limiter(batch::unlimited())
+            .with_limiter(unlimited())
             .with_policy(DecryptPolicy {
                 concurrency,
                 ..DecryptPolicy::default()
@@ -239,35 +335,50 @@ fn run(
             fle_decryptor::Mode::Text => Format::Text,
         };
         let job = Job {
-            command,
             decryptor: &decryptor,
             action,
             on_error,
             format: common.format,
             stdin_format,
             has_fields: fields.is_some(),
-            progress,
-            // Settings a resumed job must share with the interrupted one.
-            fingerprint: format!(
-                "keys={:?} to={:?} fields={:?}",
-                (
-                    &keys.private_key,
-                    &keys.kms_key_id,
-                    &keys.config,
-                    &keys.key_id
-                ),
+            progress: progress.clone(),
+            // Settings a resumed job must share with the interrupted one (the key material is
+            // added by the engine).
+            settings: format!(
+                "{settings} to={:?} fields={:?}",
                 target
                     .as_ref()
                     .map(|(to, extra)| (to.as_str(), extra.is_some())),
                 common.fields,
             ),
+            neutralize_formulas: batch_args.neutralize_formulas,
         };
+        let display = Display::start(progress, stderr_is_terminal());
+        let mut stdin = std::io::stdin().lock();
         let mut stdout = std::io::stdout().lock();
-        let mut stderr = std::io::stderr();
-        let ended = batch::run(&job, batch_args, &mut stdout, &mut stderr).await;
+        let mut stderr = LineStderr::new(&display);
+        let io = fle_batch::Io {
+            stdin: &mut stdin,
+            stdout: &mut stdout,
+            stderr: &mut stderr,
+        };
+        let ended = fle_batch::run(&job, &batch_args.options(), io).await;
+        drop(stderr);
+        display.stop();
         stdout.flush()?;
-        ended
+        Ok(match ended {
+            Ok((ended, _)) => ExitCode::from(ended.exit_status()),
+            Err(e) => {
+                eprintln!("fle: {e}");
+                ExitCode::from(e.exit_status())
+            }
+        })
     })
+}
+
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
 }
 
 /// The keyring, provider and settings the options describe; `extra` (a re-encryption target
@@ -275,8 +386,10 @@ fn run(
 async fn build(
     args: &KeyArgs,
     extra: Option<KeyEntry>,
-) -> anyhow::Result<(Keyring, Arc<dyn KeyProvider>, DecryptConfig)> {
+) -> anyhow::Result<(Keyring, Arc<dyn KeyProvider>, DecryptConfig, String)> {
     let mut config = DecryptConfig::default();
+    // What identifies the key source beyond the key material: the configuration's content.
+    let mut settings = format!("key_id={} kms_key_id={:?}", args.key_id, args.kms_key_id);
     let with_extra = |mut keys: Vec<KeyEntry>| -> anyhow::Result<Keyring> {
         if let Some(e) = &extra {
             if keys.iter().any(|k| k.id() == e.id()) {
@@ -316,7 +429,8 @@ async fn build(
         ])?;
         (keyring, Arc::new(probe))
     } else if let Some(path) = &args.config {
-        let (keyring, mut file_config) = read_config(path)?;
+        let (keyring, mut file_config, text) = read_config(path)?;
+        settings = format!("config=sha256:{}", fle_batch::digest(text.as_bytes()));
         let keyring = with_extra(keyring.keys().to_vec())?;
         if args.region.is_some() || args.kms_endpoint.is_some() {
             override_all(&mut file_config.kms, args);
@@ -329,10 +443,10 @@ async fn build(
     } else {
         bail!("give --private-key FILE, --kms-key-id ARN or --config FILE");
     };
-    Ok((keyring, provider, config))
+    Ok((keyring, provider, config, settings))
 }
 
-fn read_config(path: &Path) -> anyhow::Result<(Keyring, DecryptConfig)> {
+fn read_config(path: &Path) -> anyhow::Result<(Keyring, DecryptConfig, String)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let keyring = Keyring::from_file_text(path, &text)
@@ -340,7 +454,55 @@ fn read_config(path: &Path) -> anyhow::Result<(Keyring, DecryptConfig)> {
     let base = path.parent().unwrap_or(Path::new("."));
     let config = DecryptConfig::from_toml_str(&text, base)
         .with_context(|| format!("config {}", path.display()))?;
-    Ok((keyring, config))
+    Ok((keyring, config, text))
+}
+
+/// A [`KeyProvider`] that counts calls (for progress and the summary) and bounds how many are
+/// in flight across every record of the job.
+pub struct Metered {
+    inner: Arc<dyn KeyProvider>,
+    progress: Arc<Progress>,
+    gate: tokio::sync::Semaphore,
+    limiter: fle_decryptor::RateLimiter,
+}
+
+impl Metered {
+    /// Wraps `inner`: at most `concurrency` calls at once, at most `per_second` calls a
+    /// second. The rate token is taken after the concurrency slot, so that calls queued behind
+    /// a slow provider cannot hoard tokens and fire in a burst above the rate when it recovers
+    /// (give the decryptor [`unlimited`] so it does not rate-limit a second time).
+    pub fn new(
+        inner: Arc<dyn KeyProvider>,
+        progress: Arc<Progress>,
+        concurrency: usize,
+        per_second: f64,
+    ) -> Self {
+        Metered {
+            inner,
+            progress,
+            gate: tokio::sync::Semaphore::new(concurrency.max(1)),
+            limiter: fle_decryptor::RateLimiter::new(
+                per_second,
+                per_second.clamp(1.0, 50.0) as u32,
+            ),
+        }
+    }
+}
+
+impl KeyProvider for Metered {
+    fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a> {
+        Box::pin(async move {
+            let _permit = self.gate.acquire().await;
+            self.limiter.acquire().await;
+            self.progress.add_call();
+            self.inner.decrypt(key, envelope).await
+        })
+    }
+}
+
+/// A limiter that never waits, for a decryptor whose provider is [`Metered`].
+pub fn unlimited() -> Arc<fle_decryptor::RateLimiter> {
+    Arc::new(fle_decryptor::RateLimiter::new(1e12, u32::MAX))
 }
 
 /// `--region` / `--kms-endpoint` given with `--config`: they win for every key.

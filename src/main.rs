@@ -2,11 +2,11 @@
 
 #![forbid(unsafe_code)]
 
-mod batch;
 mod decrypt_cmd;
 mod demo;
 mod edge_cmd;
 mod keys_cmd;
+mod progress_line;
 
 use std::process::ExitCode;
 
@@ -113,15 +113,6 @@ impl BackendChoice {
     }
 }
 
-/// The exit status of a batch command.
-fn ended(e: batch::Ended) -> ExitCode {
-    match e {
-        batch::Ended::Clean => ExitCode::SUCCESS,
-        batch::Ended::Refused => ExitCode::from(1),
-        batch::Ended::Partial => ExitCode::from(3),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
@@ -145,9 +136,9 @@ fn main() -> ExitCode {
             &mut std::io::stdout().lock(),
         )),
         Command::Keys(command) => done(keys_cmd::run(&command, &mut std::io::stdout().lock())),
-        Command::Decrypt(args) => decrypt_cmd::decrypt(&args).map(ended),
-        Command::Reencrypt(args) => decrypt_cmd::reencrypt(&args).map(ended),
-        Command::Verify(args) => decrypt_cmd::verify(&args).map(ended),
+        Command::Decrypt(args) => decrypt_cmd::decrypt(&args),
+        Command::Reencrypt(args) => decrypt_cmd::reencrypt(&args),
+        Command::Verify(args) => decrypt_cmd::verify(&args),
     };
     match result {
         Ok(code) => code,
@@ -156,7 +147,6 @@ fn main() -> ExitCode {
             // 1: the input was refused; 2: bad usage, configuration or I/O.
             if e.downcast_ref::<fle_edge_encryptor::BodyError>().is_some()
                 || e.downcast_ref::<fle_decryptor::DocumentError>().is_some()
-                || e.downcast_ref::<batch::Refused>().is_some()
             {
                 ExitCode::from(1)
             } else {

@@ -9,13 +9,15 @@ use std::borrow::Cow;
 use std::io::{self, Read};
 use std::ops::Range;
 
-use anyhow::bail;
 use fle_decryptor::{Decryptor, Mode};
 use fle_shared::stream::StreamScanner;
 use fle_shared::ScanItem;
 
+use crate::error::BatchError;
+
 /// How an input is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// One JSON document (read whole, up to --max-record).
     Json,
@@ -86,6 +88,15 @@ pub enum Piece<'s> {
     Text(Vec<u8>, Vec<ScanItem<'s>>),
 }
 
+/// Why the next record could not be had.
+#[derive(Debug)]
+pub enum Error {
+    /// Reading the input failed.
+    Read(io::Error),
+    /// A record or document is longer than the limit.
+    TooLong(BatchError),
+}
+
 /// Read size.
 const CHUNK: usize = 1 << 20;
 /// Largest run of pass-through records handed on as one piece (inside a read that holds
@@ -138,7 +149,7 @@ impl<'s, R: Read> Splitter<'s, R> {
     }
 
     /// The next record, or `None` at the end of the input.
-    pub fn next_record(&mut self) -> anyhow::Result<Option<Record<'s>>> {
+    pub fn next_record(&mut self) -> Result<Option<Record<'s>>, Error> {
         loop {
             if let Some(r) = self.queue.pop_front() {
                 return Ok(Some(r));
@@ -184,14 +195,14 @@ impl<'s, R: Read> Splitter<'s, R> {
         (at, std::mem::replace(&mut self.buf, rest))
     }
 
-    fn text(&mut self) -> anyhow::Result<()> {
+    fn text(&mut self) -> Result<(), Error> {
         let chunk = &mut self.chunk;
         chunk.resize(CHUNK, 0);
         let n = loop {
             match self.input.read(chunk) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::Read(e)),
             }
         };
         self.bytes_read += n as u64;
@@ -217,17 +228,17 @@ impl<'s, R: Read> Splitter<'s, R> {
         Ok(())
     }
 
-    fn whole(&mut self) -> anyhow::Result<()> {
+    fn whole(&mut self) -> Result<(), Error> {
         while !self.eof {
             if self.buf.len() > self.max_record {
-                bail!(
-                    "a {} document longer than {} bytes (--max-record) is not read whole: \
-                     use JSON Lines, or raise --max-record",
-                    self.format.name(),
-                    self.max_record
-                );
+                return Err(Error::TooLong(BatchError::RecordTooLong {
+                    format: self.format.name(),
+                    what: "document",
+                    limit: self.max_record,
+                    at: None,
+                }));
             }
-            self.fill()?;
+            self.fill().map_err(Error::Read)?;
         }
         let len = self.buf.len();
         let (at, bytes) = self.take(len);
@@ -255,9 +266,9 @@ impl<'s, R: Read> Splitter<'s, R> {
 
     /// Line- or row-delimited formats: complete records from `buf`, a block of them at once
     /// when none can hold an envelope.
-    fn delimited(&mut self, record_end: fn(&[u8]) -> Option<usize>) -> anyhow::Result<()> {
+    fn delimited(&mut self, record_end: fn(&[u8]) -> Option<usize>) -> Result<(), Error> {
         if !self.eof {
-            self.fill()?;
+            self.fill().map_err(Error::Read)?;
         }
         // Complete records in buf.
         let mut ends = Vec::new();
@@ -272,12 +283,12 @@ impl<'s, R: Read> Splitter<'s, R> {
         }
         if ends.is_empty() {
             if self.buf.len() > self.max_record {
-                bail!(
-                    "a {} record longer than {} bytes (--max-record) at input byte {}",
-                    self.format.name(),
-                    self.max_record,
-                    self.offset
-                );
+                return Err(Error::TooLong(BatchError::RecordTooLong {
+                    format: self.format.name(),
+                    what: "record",
+                    limit: self.max_record,
+                    at: Some(self.offset),
+                }));
             }
             return Ok(());
         }
@@ -308,12 +319,12 @@ impl<'s, R: Read> Splitter<'s, R> {
         for end in ends {
             let record = &block[start..end];
             if end - start > self.max_record {
-                bail!(
-                    "a {} record longer than {} bytes (--max-record) at input byte {}",
-                    self.format.name(),
-                    self.max_record,
-                    block_at + start as u64
-                );
+                return Err(Error::TooLong(BatchError::RecordTooLong {
+                    format: self.format.name(),
+                    what: "record",
+                    limit: self.max_record,
+                    at: Some(block_at + start as u64),
+                }));
             }
             if !decryptor.may_hold_envelopes(record, mode) {
                 let from = *pass_from.get_or_insert(start);
@@ -465,9 +476,30 @@ pub fn csv_decode(raw: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
+/// Whether a cell starting with `value` is read as a formula by spreadsheets (`=`, `+`, `-`,
+/// `@`, and tab or carriage return, which some strip first): OWASP's list for CSV injection.
+pub fn is_formula(value: &[u8]) -> bool {
+    matches!(
+        value.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
+}
+
 /// Appends `value` as a CSV cell: quoted (quotes doubled) when it holds a comma, quote or line
-/// break, or starts or ends with a space.
-pub fn csv_encode_into(value: &[u8], out: &mut Vec<u8>) {
+/// break, or starts or ends with a space. With `neutralize`, a value a spreadsheet would read
+/// as a formula ([`is_formula`]) gets a leading `'` and is quoted, so it is shown as text.
+pub fn csv_encode_into(value: &[u8], neutralize: bool, out: &mut Vec<u8>) {
+    if neutralize && is_formula(value) {
+        out.extend_from_slice(b"\"'");
+        for &b in value {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+        return;
+    }
     let needs = value
         .iter()
         .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
@@ -501,11 +533,26 @@ mod tests {
         assert_eq!(cells, [&b"a"[..], b"\"b,\n\"\"c\"\"\"", b"d"]);
         assert_eq!(&*csv_decode(cells[1]), b"b,\n\"c\"");
         let mut out = Vec::new();
-        csv_encode_into(b"b,\n\"c\"", &mut out);
+        csv_encode_into(b"b,\n\"c\"", false, &mut out);
         assert_eq!(out, cells[1]);
         out.clear();
-        csv_encode_into(b"plain", &mut out);
+        csv_encode_into(b"plain", true, &mut out);
         assert_eq!(out, b"plain");
+        for (value, neutral) in [
+            (&b"=1+2"[..], &b"\"'=1+2\""[..]),
+            (b"+1", b"\"'+1\""),
+            (b"-5", b"\"'-5\""),
+            (b"@SUM(A1)", b"\"'@SUM(A1)\""),
+            (b"\t=x", b"\"'\t=x\""),
+            (b"=\"a\"", b"\"'=\"\"a\"\"\""),
+        ] {
+            out.clear();
+            csv_encode_into(value, true, &mut out);
+            assert_eq!(out, neutral, "{}", String::from_utf8_lossy(value));
+            out.clear();
+            csv_encode_into(value, false, &mut out);
+            assert_eq!(&*csv_decode(&out), value);
+        }
         assert_eq!(csv_record_end(&text[first..]), Some(4));
         assert_eq!(csv_record_end(b"last"), None);
         assert_eq!(csv_record_end(b"\"open\nstill"), None);

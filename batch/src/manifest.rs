@@ -13,16 +13,22 @@
 //!   destination, then the entry becomes `done`. A resume that finds `committing` completes the
 //!   rename if the temporary file is still there, and otherwise knows it happened.
 
+//!
+//! The manifest and its temporary copy are created and read through [`crate::fsafe`]: a link
+//! planted under their names is refused, never followed.
+
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::ffi::OsString;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-/// Manifest file format version.
-const VERSION: u32 = 1;
+use crate::error::{BatchError, ManifestProblem};
+use crate::fsafe::{self, Dir, Identity};
+
+/// Manifest file format version (2: key-material job ids, input inode).
+const VERSION: u32 = 2;
 
 /// The state of a whole job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,6 +55,8 @@ pub struct Entry {
     pub input_size: u64,
     /// Modification time, nanoseconds since the Unix epoch.
     pub input_mtime_ns: u128,
+    /// Device and inode of the input: a file replaced under the same name is another input.
+    pub input_file: (u64, u64),
     /// Counters up to the checkpoint.
     pub counts: Counts,
 }
@@ -106,42 +114,68 @@ impl Manifest {
     }
 
     /// Reads the manifest at `path`, checking it belongs to `job`.
-    pub fn load(path: &Path, job: &str) -> anyhow::Result<Self> {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("reading the manifest {}", path.display()))?;
+    pub fn load(path: &Path, job: &str) -> Result<Self, BatchError> {
+        let (dir, name) = fsafe::split(path).map_err(|e| BatchError::io("reading", path, e))?;
+        let dir = Dir::open(dir).map_err(|e| BatchError::io("reading", path, e))?;
+        let mut text = String::new();
+        dir.open_read(name)
+            .map_err(|e| BatchError::fs("reading the manifest", path, e))?
+            .read_to_string(&mut text)
+            .map_err(|e| BatchError::io("reading the manifest", path, e))?;
+        let problem = |problem| BatchError::Manifest {
+            path: path.to_owned(),
+            problem,
+        };
         let manifest: Manifest = serde_json::from_str(&text)
-            .with_context(|| format!("manifest {} is damaged", path.display()))?;
+            .map_err(|e| problem(ManifestProblem::Damaged(e.to_string())))?;
         if manifest.version != VERSION {
-            bail!(
-                "manifest {} has version {}, this fle writes {VERSION}",
-                path.display(),
-                manifest.version
-            );
+            return Err(problem(ManifestProblem::Version {
+                found: manifest.version,
+                expected: VERSION,
+            }));
         }
         if manifest.job != job {
-            bail!(
-                "manifest {} belongs to another job ({}); this one is {job}: run that job's command \
-                 again with --resume, or remove the manifest",
-                path.display(),
-                manifest.job
-            );
+            return Err(problem(ManifestProblem::OtherJob {
+                found: manifest.job,
+                expected: job.to_owned(),
+            }));
         }
         Ok(manifest)
     }
 
-    /// Replaces the manifest at `path` atomically and durably.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = sibling(path, ".tmp");
-        let text = serde_json::to_vec_pretty(self).context("encoding the manifest")?;
-        let mut file = File::create(&tmp)
-            .with_context(|| format!("writing the manifest {}", tmp.display()))?;
+    /// Replaces the manifest at `path` atomically and durably: a fresh owner-only temporary
+    /// file (whatever was under its name removed first, never followed), fsync, rename, fsync
+    /// of the directory.
+    pub fn save(&self, path: &Path) -> Result<(), BatchError> {
+        let (dir_path, name) =
+            fsafe::split(path).map_err(|e| BatchError::io("writing the manifest", path, e))?;
+        let dir =
+            Dir::open(dir_path).map_err(|e| BatchError::io("writing the manifest", path, e))?;
+        let mut tmp_name = OsString::from(name);
+        tmp_name.push(".tmp");
+        let tmp = path.with_file_name(&tmp_name);
+        let text = serde_json::to_vec_pretty(self).expect("a manifest encodes");
+        dir.remove(&tmp_name)
+            .map_err(|e| BatchError::io("writing the manifest", &tmp, e))?;
+        let mut file = dir
+            .create_new(&tmp_name)
+            .map_err(|e| BatchError::fs("writing the manifest", &tmp, e))?;
         file.write_all(&text)
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing the manifest {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("replacing the manifest {}", path.display()))?;
-        sync_dir(path);
+            .map_err(|e| BatchError::io("writing the manifest", &tmp, e))?;
+        // The manifest itself may be a planted link: rename replaces the link, not its target.
+        dir.rename(&tmp_name, name)
+            .map_err(|e| BatchError::io("replacing the manifest", path, e))?;
+        dir.sync();
         Ok(())
+    }
+
+    /// Removes the manifest of a finished job.
+    pub fn remove(path: &Path) -> Result<(), BatchError> {
+        let (dir, name) = fsafe::split(path).map_err(|e| BatchError::io("removing", path, e))?;
+        Dir::open(dir)
+            .and_then(|d| d.remove(name))
+            .map_err(|e| BatchError::io("removing the finished manifest", path, e))
     }
 }
 
@@ -152,27 +186,12 @@ pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Makes a rename in `path`'s directory durable (best effort: not every file system allows
-/// opening a directory).
-pub fn sync_dir(path: &Path) {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+impl Entry {
+    /// Whether `now` is the input this entry was started on, unchanged.
+    pub fn same_input(&self, now: &Identity) -> bool {
+        (self.input_size, self.input_mtime_ns, self.input_file)
+            == (now.size, now.mtime_ns, now.dev_ino)
     }
-}
-
-/// An input's size and modification time (ns since the epoch).
-pub fn identity(path: &Path) -> anyhow::Result<(u64, u128)> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    Ok((meta.len(), mtime))
 }
 
 #[cfg(test)]
@@ -192,6 +211,7 @@ mod tests {
                 output_offset: 12,
                 input_size: 100,
                 input_mtime_ns: 5,
+                input_file: (1, 2),
                 counts: Counts {
                     envelopes: 2,
                     decrypted: 2,
@@ -208,5 +228,20 @@ mod tests {
             .to_string();
         assert!(err.contains("another job"), "{err}");
         assert!(!sibling(&path, ".tmp").exists());
+    }
+
+    #[test]
+    fn save_replaces_a_planted_link_instead_of_writing_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "keep").unwrap();
+        let path = dir.path().join("m.json");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        std::os::unix::fs::symlink(&target, sibling(&path, ".tmp")).unwrap();
+        assert!(Manifest::load(&path, "x").is_err());
+        Manifest::new("x".into()).save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        Manifest::load(&path, "x").unwrap();
     }
 }

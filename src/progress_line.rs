@@ -1,52 +1,13 @@
-//! Job counters, and the progress line drawn on a terminal (bytes, envelopes, KMS calls/s,
-//! ETA). Nothing is drawn when stderr is not a terminal.
+//! The progress line of batch jobs, drawn on a terminal (bytes, envelopes, KMS calls/s, ETA).
+//! Nothing is drawn when stderr is not a terminal.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Counters a job updates and the progress line reads.
-#[derive(Debug, Default)]
-pub struct Progress {
-    total: AtomicU64,
-    bytes: AtomicU64,
-    envelopes: AtomicU64,
-    calls: AtomicU64,
-}
-
-impl Progress {
-    /// Sets the input bytes of the whole job (0: unknown).
-    pub fn set_total(&self, total: u64) {
-        self.total.store(total, Ordering::Relaxed);
-    }
-
-    /// Input bytes consumed.
-    pub fn add_bytes(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Envelopes found.
-    pub fn add_envelopes(&self, n: u64) {
-        self.envelopes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// One provider (KMS) call started.
-    pub fn add_call(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Input bytes consumed so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Provider calls so far.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-}
+use fle_batch::Progress;
 
 /// The progress line: a thread redrawing it a few times a second.
 pub struct Display {
@@ -120,7 +81,7 @@ impl Drop for Display {
 /// One progress line.
 fn line(p: &Progress, elapsed: Duration, calls_per_second: f64) -> String {
     let bytes = p.bytes();
-    let total = p.total.load(Ordering::Relaxed);
+    let total = p.total();
     let secs = elapsed.as_secs_f64().max(1e-3);
     let speed = bytes as f64 / secs;
     let done = if total > 0 {
@@ -146,7 +107,7 @@ fn line(p: &Progress, elapsed: Duration, calls_per_second: f64) -> String {
     format!(
         "{done}, {:.1} MB/s, {} envelopes, {:.0} KMS calls/s",
         speed / 1e6,
-        p.envelopes.load(Ordering::Relaxed),
+        p.envelopes(),
         calls_per_second
     )
 }
@@ -172,5 +133,56 @@ mod tests {
             "2.5/10.0 MB (25%), ETA 0:00:15, 0.5 MB/s, 7 envelopes, 123 KMS calls/s"
         );
         assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
+    }
+}
+
+/// Standard error for a job's messages while the progress line may be drawn: whole lines
+/// only, each written with the progress line cleared first.
+pub struct LineStderr<'a> {
+    display: &'a Display,
+    pending: Vec<u8>,
+}
+
+impl<'a> LineStderr<'a> {
+    /// Messages around `display`.
+    pub fn new(display: &'a Display) -> Self {
+        LineStderr {
+            display,
+            pending: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, upto: usize) -> std::io::Result<()> {
+        let lines: Vec<u8> = self.pending.drain(..upto).collect();
+        let mut result = Ok(());
+        self.display.suspend(|| {
+            let mut err = std::io::stderr().lock();
+            result = err.write_all(&lines).and_then(|()| err.flush());
+        });
+        result
+    }
+}
+
+impl Write for LineStderr<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if let Some(last) = memchr::memrchr(b'\n', &self.pending) {
+            self.emit(last + 1)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let n = self.pending.len();
+        if n > 0 {
+            self.emit(n)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LineStderr<'_> {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
