@@ -117,25 +117,6 @@ fn clock(d: Duration) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_shows_bytes_envelopes_rate_and_eta() {
-        let p = Progress::default();
-        p.set_total(10_000_000);
-        p.add_bytes(2_500_000);
-        p.add_envelopes(7);
-        let l = line(&p, Duration::from_secs(5), 123.4);
-        assert_eq!(
-            l,
-            "2.5/10.0 MB (25%), ETA 0:00:15, 0.5 MB/s, 7 envelopes, 123 KMS calls/s"
-        );
-        assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
-    }
-}
-
 /// Standard error for a job's messages while the progress line may be drawn: whole lines
 /// only, each written with the progress line cleared first.
 pub struct LineStderr<'a> {
@@ -184,5 +165,24 @@ impl Write for LineStderr<'_> {
 impl Drop for LineStderr<'_> {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_shows_bytes_envelopes_rate_and_eta() {
+        let p = Progress::default();
+        p.set_total(10_000_000);
+        p.add_bytes(2_500_000);
+        p.add_envelopes(7);
+        let l = line(&p, Duration::from_secs(5), 123.4);
+        assert_eq!(
+            l,
+            "2.5/10.0 MB (25%), ETA 0:00:15, 0.5 MB/s, 7 envelopes, 123 KMS calls/s"
+        );
+        assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
     }
 }

@@ -292,17 +292,19 @@ async fn run_file_unit(
     let (dir, dest_name, tmp_name) = dest_dir(unit, dest)?;
     let tmp = crate::manifest::sibling(dest, PARTIAL);
     let entry = manifest.inputs.get(&unit.name).cloned();
-    if entry.is_none() && args.resume && !args.overwrite && !args.in_place {
-        if dir
+    if entry.is_none()
+        && args.resume
+        && !args.overwrite
+        && !args.in_place
+        && dir
             .entry_kind(&dest_name)
             .map_err(|e| BatchError::io("reading", dest, e))?
             .is_some()
-        {
-            return Err(BatchError::Usage(format!(
-                "{} exists and the manifest does not list it: add --overwrite to replace it",
-                dest.display()
-            )));
-        }
+    {
+        return Err(BatchError::Usage(format!(
+            "{} exists and the manifest does not list it: add --overwrite to replace it",
+            dest.display()
+        )));
     }
     let mut start = match entry {
         Some(entry) if entry.state == State::Done => {

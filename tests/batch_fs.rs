@@ -1,0 +1,501 @@
+//! The file-system threat model of batch jobs, on the command line: someone who can write into
+//! a job's directories plants links, other jobs' files and forged names; inputs change while a
+//! job reads them; the disk fills up. Each case is one the engine once got wrong: plaintext
+//! written through a planted link, outputs sent outside --out, records appended during an
+//! in-place job lost, links silently skipped with exit 0, a resumed job accepting another key
+//! under the same id, a plaintext temporary file left behind on a write error, report lines
+//! forged by a file name, a `--kms-rps` of 0 meaning 1/s, and CSV formulas written as they are.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use fle_edge_encryptor::{BodyKind, EdgeEncryptor};
+use fle_shared::backend;
+use serde_json::Value;
+
+const DEMO_KEY: &str = "keys/demo-01.key.pem";
+const SECRET: &str = "123-45-6789";
+
+fn edge() -> EdgeEncryptor {
+    let toml = "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
+                [edge]\nkey = \"01\"\nfields = [\"ssn\", \"name\"]\n";
+    EdgeEncryptor::from_toml_str(toml, &root(), backend::default_backend()).unwrap()
+}
+
+/// `n` JSON Lines records, each with an encrypted SSN.
+fn jsonl(edge: &EdgeEncryptor, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let doc = format!(r#"{{"id":{i},"ssn":"{SECRET}"}}"#);
+            format!("{}\n", edge.encrypt_body(BodyKind::Json, &doc).unwrap().0)
+        })
+        .collect()
+}
+
+/// One envelope of `value`.
+fn envelope(edge: &EdgeEncryptor, value: &str) -> String {
+    let doc = serde_json::json!({ "name": value }).to_string();
+    let v: Value =
+        serde_json::from_str(&edge.encrypt_body(BodyKind::Json, &doc).unwrap().0).unwrap();
+    v["name"].as_str().unwrap().to_owned()
+}
+
+fn fle(args: &[&str]) -> Output {
+    run_fle(&root(), args, "")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Every entry under `dir` (links not followed), relative, sorted.
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().to_path_buf());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn planted_links_in_the_output_directory_are_never_written_through() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let (enc, out, elsewhere) = (
+        t.path().join("enc"),
+        t.path().join("out"),
+        t.path().join("elsewhere"),
+    );
+    fs::create_dir_all(enc.join("sub")).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(enc.join("a.jsonl"), jsonl(&edge, 3)).unwrap();
+    fs::write(enc.join("sub/b.jsonl"), jsonl(&edge, 2)).unwrap();
+    // The attacker's file, world-readable, and links to it and to their directory.
+    let loot = elsewhere.join("loot");
+    fs::write(&loot, "").unwrap();
+    fs::set_permissions(&loot, fs::Permissions::from_mode(0o644)).unwrap();
+    symlink(&loot, out.join("a.jsonl.fle-partial")).unwrap();
+    symlink(&loot, out.join(".fle-manifest.json.tmp")).unwrap();
+    symlink(&elsewhere, out.join("sub")).unwrap();
+
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc),
+        "--out",
+        s(&out),
+    ]);
+    let err = stderr(&run);
+    // a.jsonl lands; sub/b.jsonl is refused (its directory is a link); exit 3.
+    assert_eq!(code(&run), 3, "{err}");
+    assert!(
+        err.contains("sub") && err.contains("symbolic link") && err.contains("refused"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(&loot).unwrap(),
+        "",
+        "written through a link"
+    );
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        1,
+        "outputs left --out"
+    );
+    let a = fs::read_to_string(out.join("a.jsonl")).unwrap();
+    assert_eq!(a.matches(SECRET).count(), 3);
+    assert_eq!(mode(&out.join("a.jsonl")), 0o600);
+    assert!(!out.join("a.jsonl.fle-partial").exists());
+    // Directories fle creates are owner-only too.
+    fs::remove_file(out.join("sub")).unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc),
+        "--out",
+        s(&out),
+        "--resume",
+    ]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert_eq!(mode(&out.join("sub")), 0o700);
+    assert_eq!(mode(&out.join("sub/b.jsonl")), 0o600);
+}
+
+#[test]
+fn in_place_refuses_links_and_keeps_records_appended_while_it_runs() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let real = t.path().join("real.jsonl");
+    let encrypted = jsonl(&edge, 4);
+    fs::write(&real, &encrypted).unwrap();
+    let link = t.path().join("link.jsonl");
+    symlink(&real, &link).unwrap();
+    let run = fle(&["decrypt", "--private-key", DEMO_KEY, s(&link), "--in-place"]);
+    assert_eq!(code(&run), 2, "{}", stderr(&run));
+    assert!(stderr(&run).contains("symbolic link"), "{}", stderr(&run));
+    assert!(fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(fs::read_to_string(&real).unwrap(), encrypted);
+
+    // One KMS call a second with a burst of one: four envelopes take about three seconds, and
+    // a record is appended after half a second. The job must not replace the input.
+    let child = Command::new(env!("CARGO_BIN_EXE_fle"))
+        .args([
+            "decrypt",
+            "--private-key",
+            DEMO_KEY,
+            s(&real),
+            "--in-place",
+            "--kms-rps",
+            "1",
+            "--concurrency",
+            "1",
+        ])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let appended = "{\"id\":99,\"note\":\"appended while the job ran\"}\n";
+    {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new().append(true).open(&real).unwrap();
+        f.write_all(appended.as_bytes()).unwrap();
+    }
+    let run = child.wait_with_output().unwrap();
+    let err = stderr(&run);
+    assert_ne!(code(&run), 0, "{err}");
+    assert!(err.contains("changed while the job read it"), "{err}");
+    assert_eq!(
+        fs::read_to_string(&real).unwrap(),
+        format!("{encrypted}{appended}")
+    );
+    assert_eq!(
+        entries(t.path()),
+        [
+            PathBuf::from(".fle-manifest.json"),
+            "link.jsonl".into(),
+            "real.jsonl".into()
+        ]
+    );
+}
+
+#[test]
+fn resume_in_the_committing_state_checks_the_input_is_unchanged() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("a.jsonl"), jsonl(&edge, 2)).unwrap();
+    // b.jsonl fails (a damaged envelope under --on-error fail): the manifest stays.
+    let mut damaged = jsonl(&edge, 1);
+    let at = damaged.find("#01#").unwrap() + 10;
+    damaged.replace_range(at..at + 1, "!");
+    fs::write(dir.join("b.jsonl"), &damaged).unwrap();
+    let args = ["decrypt", "--private-key", DEMO_KEY, s(&dir), "--in-place"];
+    let run = fle(&args);
+    assert_eq!(code(&run), 3, "{}", stderr(&run));
+    let manifest_path = dir.join(".fle-manifest.json");
+    let mut manifest: Value = serde_json::from_str(&read(&manifest_path)).unwrap();
+    let a_name = dir.join("a.jsonl").display().to_string();
+    assert_eq!(manifest["inputs"][&a_name]["state"], "done");
+
+    // As if the job had died between "committing" and the rename, then the input changed.
+    manifest["inputs"][&a_name]["state"] = "committing".into();
+    fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let partial = dir.join("a.jsonl.fle-partial");
+    fs::write(&partial, "stale output").unwrap();
+    fs::set_permissions(&partial, fs::Permissions::from_mode(0o600)).unwrap();
+    let before = fs::read_to_string(dir.join("a.jsonl")).unwrap();
+    let changed = format!("{before}{{\"late\":1}}\n");
+    fs::write(dir.join("a.jsonl"), &changed).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let run = fle(&resume);
+    let err = stderr(&run);
+    // Both inputs fail (b is still damaged): no input could be processed, exit 2.
+    assert_eq!(code(&run), 2, "{err}");
+    assert!(err.contains("changed while the job read it"), "{err}");
+    assert_eq!(fs::read_to_string(dir.join("a.jsonl")).unwrap(), changed);
+    assert!(!partial.exists());
+}
+
+#[test]
+fn walks_report_every_skipped_entry_and_exit_3() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let (enc, other) = (t.path().join("enc"), t.path().join("other"));
+    fs::create_dir_all(&enc).unwrap();
+    fs::create_dir_all(&other).unwrap();
+    fs::write(enc.join("a.jsonl"), jsonl(&edge, 1)).unwrap();
+    fs::write(other.join("hidden.jsonl"), jsonl(&edge, 1)).unwrap();
+    symlink(other.join("hidden.jsonl"), enc.join("file-link.jsonl")).unwrap();
+    symlink(&other, enc.join("dir-link")).unwrap();
+    fs::write(enc.join("old.jsonl.fle-partial"), jsonl(&edge, 1)).unwrap();
+    fs::write(enc.join(".fle-manifest.json.bak"), "{}").unwrap();
+    let fifo = enc.join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+
+    let run = fle(&["verify", "--private-key", DEMO_KEY, s(&enc), "--json"]);
+    let err = stderr(&run);
+    assert_eq!(code(&run), 3, "{err}");
+    let lines: Vec<Value> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut skipped: Vec<(String, String)> = lines
+        .iter()
+        .filter(|l| l["type"] == "skipped")
+        .map(|l| {
+            let p = PathBuf::from(l["path"].as_str().unwrap());
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                l["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            (".fle-manifest.json.bak".into(), "manifest".into()),
+            ("dir-link".into(), "symlink".into()),
+            ("file-link.jsonl".into(), "symlink".into()),
+            ("old.jsonl.fle-partial".into(), "partial_output".into()),
+            ("pipe".into(), "not_regular".into()),
+        ]
+    );
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["entries_skipped"], 5);
+    assert_eq!(summary["inputs_done"], 1);
+    for name in ["dir-link", "file-link.jsonl", "pipe"] {
+        assert!(
+            err.contains(&format!("skipped {}", s(&enc.join(name)))),
+            "{err}"
+        );
+    }
+    // The same tree without the odd entries: exit 0.
+    for name in [
+        "file-link.jsonl",
+        "dir-link",
+        "old.jsonl.fle-partial",
+        ".fle-manifest.json.bak",
+        "pipe",
+    ] {
+        fs::remove_file(enc.join(name)).unwrap();
+    }
+    let run = fle(&["verify", "--private-key", DEMO_KEY, s(&enc)]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+}
+
+#[test]
+fn resume_refuses_another_key_under_the_same_id() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let (enc, out) = (t.path().join("enc"), t.path().join("out"));
+    fs::create_dir_all(&enc).unwrap();
+    fs::write(enc.join("a.jsonl"), jsonl(&edge, 1)).unwrap();
+    let mut damaged = jsonl(&edge, 1);
+    let at = damaged.find("#01#").unwrap() + 10;
+    damaged.replace_range(at..at + 1, "!");
+    fs::write(enc.join("b.jsonl"), &damaged).unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc),
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code(&run), 3, "{}", stderr(&run));
+    assert!(out.join(".fle-manifest.json").exists());
+    // Another key file with the same key id: another job, even though the options match.
+    let other = key_paths(3072).0;
+    let copy = t.path().join("demo-01.key.pem");
+    fs::copy(other, &copy).unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        s(&copy),
+        s(&enc),
+        "--out",
+        s(&out),
+        "--resume",
+    ]);
+    let err = stderr(&run);
+    assert_eq!(code(&run), 2, "{err}");
+    assert!(err.contains("belongs to another job"), "{err}");
+    // The same key material from another path is the same job.
+    fs::copy(root().join(DEMO_KEY), &copy).unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        s(&copy),
+        s(&enc),
+        "--out",
+        s(&out),
+        "--resume",
+    ]);
+    assert_eq!(code(&run), 3, "{}", stderr(&run));
+    assert!(stderr(&run).contains("1 already done"), "{}", stderr(&run));
+}
+
+#[test]
+fn a_write_error_leaves_no_plaintext_behind() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let (enc, out) = (t.path().join("enc"), t.path().join("out"));
+    fs::create_dir_all(&enc).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    // 600 records: about 18 KB of plaintext, written at the final flush.
+    fs::write(enc.join("a.jsonl"), jsonl(&edge, 600)).unwrap();
+    // Files may not grow past 8 KiB (SIGXFSZ ignored, so write fails with EFBIG), as on a
+    // full disk.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 8; exec '{}' decrypt --private-key {DEMO_KEY} '{}' --out '{}'",
+        env!("CARGO_BIN_EXE_fle"),
+        s(&enc),
+        s(&out)
+    );
+    let run = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = stderr(&run);
+    assert_ne!(code(&run), 0, "{err}");
+    assert!(err.contains("a.jsonl"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    assert_eq!(entries(&out), [PathBuf::from(".fle-manifest.json")]);
+    let manifest: Value = serde_json::from_str(&read(&out.join(".fle-manifest.json"))).unwrap();
+    let name = enc.join("a.jsonl").display().to_string();
+    assert_eq!(manifest["inputs"][&name]["state"], "failed");
+}
+
+#[test]
+fn report_lines_cannot_be_forged_by_names_and_json_is_json_lines() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let enc = t.path().join("enc");
+    fs::create_dir_all(&enc).unwrap();
+    let mut damaged = jsonl(&edge, 1);
+    let at = damaged.find("#01#").unwrap() + 10;
+    damaged.replace_range(at..at + 1, "!");
+    let forged = "x.jsonl\nfle verify: everything decrypts\u{202e}.jsonl";
+    fs::write(enc.join(forged), &damaged).unwrap();
+    fs::write(enc.join("good.jsonl"), jsonl(&edge, 2)).unwrap();
+
+    let run = fle(&["verify", "--private-key", DEMO_KEY, s(&enc)]);
+    assert_eq!(code(&run), 3, "{}", stderr(&run));
+    let report = String::from_utf8(run.stdout).unwrap();
+    assert_eq!(report.lines().count(), 1, "{report}");
+    assert!(
+        report
+            .contains("x.jsonl\\nfle verify: everything decrypts\\u{202e}.jsonl: envelope at byte"),
+        "{report}"
+    );
+
+    let run = fle(&["verify", "--private-key", DEMO_KEY, s(&enc), "--json"]);
+    assert_eq!(code(&run), 3, "{}", stderr(&run));
+    let lines: Vec<Value> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["type"], "problem");
+    assert!(lines[0]["input"].as_str().unwrap().ends_with(forged));
+    assert_eq!(lines[0]["key"], "01");
+    assert!(lines[0]["offset"].as_u64().is_some());
+    assert_eq!(lines[1]["type"], "summary");
+    assert_eq!(lines[1]["problems"], 1);
+    assert_eq!(lines[1]["decrypted"], 2);
+}
+
+#[test]
+fn kms_rate_and_concurrency_must_be_positive() {
+    for bad in ["0", "-1", "NaN", "inf", "-0", "x"] {
+        let flag = format!("--kms-rps={bad}");
+        let run = fle(&["verify", "--private-key", DEMO_KEY, &flag]);
+        assert_eq!(code(&run), 2, "--kms-rps {bad}: {}", stderr(&run));
+        assert!(stderr(&run).contains("--kms-rps"), "{}", stderr(&run));
+    }
+    let run = fle(&["verify", "--private-key", DEMO_KEY, "--concurrency", "0"]);
+    assert_eq!(code(&run), 2, "{}", stderr(&run));
+    let run = run_fle(
+        &root(),
+        &["verify", "--private-key", DEMO_KEY, "--kms-rps", "0.5"],
+        "{}",
+    );
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+}
+
+#[test]
+fn csv_formulas_are_neutralised_on_request() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let cells = [
+        "=HYPERLINK(\"http://x\",\"y\")",
+        "+1",
+        "-5",
+        "@SUM(A1)",
+        "plain",
+    ];
+    let row: Vec<String> = cells.iter().map(|c| envelope(&edge, c)).collect();
+    let input = t.path().join("a.csv");
+    fs::write(&input, format!("a,b,c,d,e\n{}\n", row.join(","))).unwrap();
+    let run = fle(&["decrypt", "--private-key", DEMO_KEY, s(&input)]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert_eq!(
+        String::from_utf8(run.stdout).unwrap(),
+        "a,b,c,d,e\n\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",+1,-5,@SUM(A1),plain\n"
+    );
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&input),
+        "--neutralize-formulas",
+    ]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert_eq!(
+        String::from_utf8(run.stdout).unwrap(),
+        "a,b,c,d,e\n\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",\"'+1\",\"'-5\",\"'@SUM(A1)\",plain\n"
+    );
+}
