@@ -4,7 +4,7 @@
 #   edge-encryptor/build-lambda-edge.sh CONFIG OUT.zip
 #
 # CONFIG is a fle configuration file ([[keys]] and [edge]). The zip holds:
-#   index.mjs      the Node.js loader (handler: index.handler; runtime nodejs20.x or nodejs22.x)
+#   index.mjs      the Node.js loader (handler: index.handler; runtime nodejs22.x)
 #   fle_edge.wasm  the Rust core, built for wasm32-unknown-unknown
 #   fle.toml       CONFIG validated, with its public keys inline (Lambda@Edge has no environment variables)
 # Deploy it as an origin-request function with "include body" enabled.
@@ -18,15 +18,47 @@ config=$1
 out=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
 
+# Every artifact is taken from the paths cargo reports (it honours CARGO_TARGET_DIR and
+# build.target-dir), never guessed: a stale module must not ship silently.
+# artifact NAME SUFFIX: reads cargo's JSON messages on stdin; prints the one file of target NAME
+# that ends in SUFFIX (the executable for a bin), or fails.
+artifact() {
+    python3 -c '
+import json, sys
+name, suffix = sys.argv[1], sys.argv[2]
+found = []
+for line in sys.stdin:
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    msg = json.loads(line)
+    if msg.get("reason") != "compiler-artifact" or msg["target"]["name"] != name:
+        continue
+    files = [msg["executable"]] if msg.get("executable") else msg["filenames"]
+    found += [f for f in files if f.endswith(suffix)]
+found = sorted(set(found))
+if len(found) != 1:
+    kind = suffix or "executable"
+    sys.exit(f"build-lambda-edge.sh: cargo reported {len(found)} {kind} artifacts of {name}, expected exactly one: {found}")
+print(found[0])
+' "$1" "$2"
+}
+
 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
-(cd "$root" && cargo build --release --locked -q -p fle-edge-wasm --target wasm32-unknown-unknown)
+wasm=$(cd "$root" && cargo build --release --locked -q -p fle-edge-wasm --target wasm32-unknown-unknown \
+    --message-format=json-render-diagnostics | artifact fle_edge_wasm .wasm)
+# Only the edge-encryptor crate with the RustCrypto backend and its bundling binary: not the fle
+# CLI (AWS SDK, tokio), not aws-lc.
+bundler=$(cd "$root" && cargo build --release --locked -q -p fle-edge-encryptor --no-default-features \
+    --features rustcrypto --bin fle-bundle-config --message-format=json-render-diagnostics \
+    | artifact fle-bundle-config "")
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-(cd "$root" && cargo run --release --locked -q -p fle -- bundle-config --config "$(cd "$(dirname "$config")" && pwd)/$(basename "$config")") > "$stage/fle.toml"
+"$bundler" --config "$(cd "$(dirname "$config")" && pwd)/$(basename "$config")" > "$stage/fle.toml"
 cp "$root/edge-encryptor/lambda-edge/index.mjs" "$stage/index.mjs"
-cp "$root/target/wasm32-unknown-unknown/release/fle_edge_wasm.wasm" "$stage/fle_edge.wasm"
+cp "$wasm" "$stage/fle_edge.wasm"
 
 python3 - "$stage" "$out" <<'PY'
 import os, sys, zipfile

@@ -160,38 +160,11 @@ pub struct BundleConfigArgs {
 }
 
 /// Prints the configuration validated and self-contained for the Lambda@Edge package: every
-/// public key inline (`public_key_pem`), nothing the edge does not use (`kms_key_id`).
+/// public key inline (`public_key_pem`), nothing the edge does not use (`kms_key_id`). The work
+/// is [`fle_edge_encryptor::bundle::bundle_config_text`], shared with the `fle-bundle-config`
+/// binary that `edge-encryptor/build-lambda-edge.sh` runs.
 pub fn bundle_config(args: &BundleConfigArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let path = &args.config;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let base = path.parent().unwrap_or(std::path::Path::new(""));
-    let edge =
-        EdgeEncryptor::from_toml_str(&text, base, backend_for(crate::BackendChoice::Rustcrypto))
-            .with_context(|| format!("config {}", path.display()))?;
-    let mut table: toml::Table = toml::from_str(&text)?;
-    let edge_table = table.remove("edge").context("[edge] table")?;
-    let keys: Vec<toml::Value> = edge
-        .keyring()
-        .keys()
-        .iter()
-        .map(|k| {
-            let mut entry = toml::Table::new();
-            entry.insert("id".into(), k.id().as_str().into());
-            entry.insert("prefix".into(), k.markers().prefix.as_str().into());
-            entry.insert("suffix".into(), k.markers().suffix.as_str().into());
-            entry.insert("public_key_pem".into(), k.public_key().to_pem().into());
-            toml::Value::Table(entry)
-        })
-        .collect();
-    let mut bundled = toml::Table::new();
-    bundled.insert("keys".into(), toml::Value::Array(keys));
-    bundled.insert("edge".into(), edge_table);
-    writeln!(
-        out,
-        "# Bundled by `fle bundle-config` from {}: keys inline, validated.",
-        path.display()
-    )?;
-    out.write_all(toml::to_string(&bundled)?.as_bytes())?;
+    let text = fle_edge_encryptor::bundle::bundle_config_text(&args.config)?;
+    out.write_all(text.as_bytes())?;
     Ok(())
 }

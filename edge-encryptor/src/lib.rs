@@ -64,6 +64,8 @@
 #![warn(missing_docs)]
 
 mod body;
+#[cfg(feature = "rustcrypto")]
+pub mod bundle;
 pub mod config;
 mod event;
 mod form;
