@@ -58,7 +58,8 @@ enum Command {
     ///
     /// Exit status: 0 all decrypted; 1 the input was refused (--on-error fail), or every
     /// input; 2 usage, configuration or I/O error; 3 partial: written, with envelopes left,
-    /// redacted or refused, or some inputs failed (one line each on stderr, never plaintext).
+    /// redacted or refused, some inputs failed, or directory entries (symbolic links, other
+    /// jobs' files) skipped (one line each on stderr, never plaintext).
     ///
     /// Examples:
     ///   fle decrypt --private-key keys/demo-01.key.pem < body.json
@@ -84,8 +85,10 @@ enum Command {
     /// Audit: count envelopes per key and find the ones that cannot be decrypted; no plaintext is output.
     ///
     /// Every envelope is decrypted and its plaintext dropped at once. Each problem is printed
-    /// on stdout (FILE: envelope at byte N ...); the summary on stderr (--json: on stdout).
-    /// Exit status: 0 every envelope decrypts; 3 problems found; 2 usage or I/O error.
+    /// on stdout (FILE: envelope at byte N ..., names escaped); the summary on stderr. --json:
+    /// JSON Lines on stdout, one object per problem, failed input and skipped entry, then the
+    /// summary. Exit status: 0 every envelope decrypts; 3 problems found or entries skipped;
+    /// 2 usage or I/O error.
     ///
     /// Examples:
     ///   fle verify --config fle.toml data/ --json
