@@ -3,20 +3,15 @@
 //! [`fle_batch::Options`]; the batch library does the rest.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use fle_batch::{Format, Job, Progress};
-use fle_decryptor::{
-    Action, DecryptConfig, DecryptFuture, DecryptPolicy, Decryptor, KeyProvider, KmsConfig,
-    KmsKeyProvider, LocalKeyProvider, OnError,
-};
+use fle_decryptor::{Action, DecryptConfig, DecryptorBuilder, DecryptorParts, KmsBudget, OnError};
 use fle_shared::body::FieldSelector;
-use fle_shared::{
-    backend, Envelope, FieldEncryptor, KeyEntry, KeyId, Keyring, OaepPrivateKey, RsaPublicKey,
-};
+use fle_shared::{backend, FieldEncryptor, KeyEntry, KeyId, Keyring, RsaPublicKey};
 
 use crate::progress_line::{Display, LineStderr};
 
@@ -283,9 +278,9 @@ fn run(
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let extra = target.as_ref().and_then(|(_, e)| e.clone());
-        let (keyring, provider, config, settings) = build(keys, extra).await?;
+        let (parts, settings) = build(keys, extra).await?;
+        let config = parts.config.clone();
         let (verify, on_error) = policy(&config);
-        let progress = Arc::new(Progress::default());
         let concurrency = batch_args
             .concurrency
             .map(|c| c as usize)
@@ -295,7 +290,10 @@ fn run(
             .kms_rps
             .or(config.rate_per_second)
             .unwrap_or(250.0);
-        let metered = Metered::new(provider, progress.clone(), concurrency, rate);
+        // The job's one KMS budget: every call of every record takes a permit, then a token.
+        let budget =
+            Arc::new(KmsBudget::new(concurrency, rate).context("--kms-rps / --concurrency")?);
+        let progress = Arc::new(Progress::for_budget(budget.clone()));
         let fields = match &common.fields {
             Some(fields) => Some(
                 fields
@@ -308,7 +306,7 @@ fn run(
         let encryptor;
         let action = match &target {
             Some((to, _)) => {
-                let entry = keyring.get(to).with_context(|| {
+                let entry = parts.keyring.get(to).with_context(|| {
                     format!(
                         "--to {to}: no such key (add it to the config, or give --to-public-key)"
                     )
@@ -320,12 +318,7 @@ fn run(
             None if verify => Action::Verify,
             None => Action::Decrypt,
         };
-        let mut decryptor = Decryptor::new(keyring, Arc::new(metered) as Arc<dyn KeyProvider>)
-            .with_limiter(unlimited())
-            .with_policy(DecryptPolicy {
-                concurrency,
-                ..DecryptPolicy::default()
-            });
+        let mut decryptor = parts.decryptor_with_budget(budget);
         if let Some(fields) = &fields {
             decryptor = decryptor.only_fields(fields.clone());
         }
@@ -382,137 +375,40 @@ fn stderr_is_terminal() -> bool {
 }
 
 /// The keyring, provider and settings the options describe; `extra` (a re-encryption target
-/// given by its public key) joins the keyring.
+/// given by its public key) joins the keyring. Also what identifies the key source for
+/// `--resume` beyond the key material: the configuration file's content.
 async fn build(
     args: &KeyArgs,
     extra: Option<KeyEntry>,
-) -> anyhow::Result<(Keyring, Arc<dyn KeyProvider>, DecryptConfig, String)> {
-    let mut config = DecryptConfig::default();
-    // What identifies the key source beyond the key material: the configuration's content.
-    let mut settings = format!("key_id={} kms_key_id={:?}", args.key_id, args.kms_key_id);
-    let with_extra = |mut keys: Vec<KeyEntry>| -> anyhow::Result<Keyring> {
-        if let Some(e) = &extra {
-            if keys.iter().any(|k| k.id() == e.id()) {
-                bail!("--to-public-key: key {} is already configured", e.id());
-            }
-            keys.push(e.clone());
-        }
-        Ok(Keyring::new(keys)?)
-    };
-    let (keyring, provider): (Keyring, Arc<dyn KeyProvider>) = if let Some(path) = &args.private_key
-    {
-        let pem =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let private = OaepPrivateKey::from_pem(&pem)
-            .with_context(|| format!("private key {}", path.display()))?;
-        let id: KeyId = args.key_id.parse()?;
-        let keyring = with_extra(vec![KeyEntry::new(
-            id.clone(),
-            private.public_key().clone(),
-        )])?;
+) -> anyhow::Result<(DecryptorParts, String)> {
+    let id: KeyId = args.key_id.parse()?;
+    let (mut builder, settings) = if let Some(path) = &args.private_key {
         (
-            keyring,
-            Arc::new(LocalKeyProvider::new(vec![(id, private)])),
+            DecryptorBuilder::from_private_key_file(path, id),
+            format!("key_id={}", args.key_id),
         )
     } else if let Some(kms_key_id) = &args.kms_key_id {
-        let probe = KmsKeyProvider::from_env(
-            fle_decryptor::kms::region_from_arn(kms_key_id)
-                .map(str::to_owned)
-                .or_else(|| args.region.clone()),
-            args.kms_endpoint.clone(),
+        (
+            DecryptorBuilder::from_kms_key(kms_key_id.clone(), id),
+            format!("key_id={} kms_key_id={kms_key_id}", args.key_id),
         )
-        .await;
-        let id: KeyId = args.key_id.parse()?;
-        let public = KmsKeyProvider::public_key(probe.client(&id), kms_key_id).await?;
-        let keyring = with_extra(vec![
-            KeyEntry::new(id, public).with_kms_key_id(kms_key_id.clone())
-        ])?;
-        (keyring, Arc::new(probe))
     } else if let Some(path) = &args.config {
-        let (keyring, mut file_config, text) = read_config(path)?;
-        settings = format!("config=sha256:{}", fle_batch::digest(text.as_bytes()));
-        let keyring = with_extra(keyring.keys().to_vec())?;
-        if args.region.is_some() || args.kms_endpoint.is_some() {
-            override_all(&mut file_config.kms, args);
-        }
-        let provider = KmsKeyProvider::for_keyring(&keyring, &file_config.kms)
-            .await
-            .with_context(|| format!("config {}", path.display()))?;
-        config = file_config;
-        (keyring, Arc::new(provider))
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        (
+            DecryptorBuilder::from_config_file(path),
+            format!("config=sha256:{}", fle_batch::digest(&text)),
+        )
     } else {
         bail!("give --private-key FILE, --kms-key-id ARN or --config FILE");
     };
-    Ok((keyring, provider, config, settings))
-}
-
-fn read_config(path: &Path) -> anyhow::Result<(Keyring, DecryptConfig, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let keyring = Keyring::from_file_text(path, &text)
-        .with_context(|| format!("config {}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let config = DecryptConfig::from_toml_str(&text, base)
-        .with_context(|| format!("config {}", path.display()))?;
-    Ok((keyring, config, text))
-}
-
-/// A [`KeyProvider`] that counts calls (for progress and the summary) and bounds how many are
-/// in flight across every record of the job.
-pub struct Metered {
-    inner: Arc<dyn KeyProvider>,
-    progress: Arc<Progress>,
-    gate: tokio::sync::Semaphore,
-    limiter: fle_decryptor::RateLimiter,
-}
-
-impl Metered {
-    /// Wraps `inner`: at most `concurrency` calls at once, at most `per_second` calls a
-    /// second. The rate token is taken after the concurrency slot, so that calls queued behind
-    /// a slow provider cannot hoard tokens and fire in a burst above the rate when it recovers
-    /// (give the decryptor [`unlimited`] so it does not rate-limit a second time).
-    pub fn new(
-        inner: Arc<dyn KeyProvider>,
-        progress: Arc<Progress>,
-        concurrency: usize,
-        per_second: f64,
-    ) -> Self {
-        Metered {
-            inner,
-            progress,
-            gate: tokio::sync::Semaphore::new(concurrency.max(1)),
-            limiter: fle_decryptor::RateLimiter::new(
-                per_second,
-                per_second.clamp(1.0, 50.0) as u32,
-            ),
-        }
+    if let Some(region) = &args.region {
+        builder = builder.region(region.clone());
     }
-}
-
-impl KeyProvider for Metered {
-    fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a> {
-        Box::pin(async move {
-            let _permit = self.gate.acquire().await;
-            self.limiter.acquire().await;
-            self.progress.add_call();
-            self.inner.decrypt(key, envelope).await
-        })
+    if let Some(url) = &args.kms_endpoint {
+        builder = builder.endpoint(url.clone());
     }
-}
-
-/// A limiter that never waits, for a decryptor whose provider is [`Metered`].
-pub fn unlimited() -> Arc<fle_decryptor::RateLimiter> {
-    Arc::new(fle_decryptor::RateLimiter::new(1e12, u32::MAX))
-}
-
-/// `--region` / `--kms-endpoint` given with `--config`: they win for every key.
-fn override_all(kms: &mut KmsConfig, args: &KeyArgs) {
-    for settings in std::iter::once(&mut kms.default).chain(kms.keys.values_mut()) {
-        if let Some(region) = &args.region {
-            settings.region = Some(region.clone());
-        }
-        if let Some(url) = &args.kms_endpoint {
-            settings.endpoint_url = Some(url.clone());
-        }
+    if let Some(entry) = extra {
+        builder = builder.extra_key(entry);
     }
+    Ok((builder.build().await?, settings))
 }

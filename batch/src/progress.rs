@@ -2,6 +2,9 @@
 //! KMS calls). Drawing them is the front end's business.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fle_decryptor::KmsBudget;
 
 /// Counters a job updates and the progress line reads.
 #[derive(Debug, Default)]
@@ -9,7 +12,8 @@ pub struct Progress {
     total: AtomicU64,
     bytes: AtomicU64,
     envelopes: AtomicU64,
-    calls: AtomicU64,
+    /// The KMS budget whose calls are counted, and its count when the job started.
+    budget: Option<(Arc<KmsBudget>, u64)>,
 }
 
 impl Progress {
@@ -28,19 +32,31 @@ impl Progress {
         self.envelopes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// One provider (KMS) call started.
-    pub fn add_call(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Input bytes consumed so far.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Provider calls so far.
+    /// Counters for a job whose KMS calls go through `budget` (counted from now on).
+    pub fn for_budget(budget: Arc<KmsBudget>) -> Self {
+        let start = budget.calls();
+        Progress {
+            budget: Some((budget, start)),
+            ..Progress::default()
+        }
+    }
+
+    /// Provider (KMS) calls so far, through the budget given to [`Progress::for_budget`]
+    /// (0 without one).
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.budget
+            .as_ref()
+            .map_or(0, |(b, start)| b.calls().saturating_sub(*start))
+    }
+
+    /// Retries of transient provider errors so far.
+    pub fn retries(&self) -> u64 {
+        self.budget.as_ref().map_or(0, |(b, _)| b.retries())
     }
 
     /// Input bytes of the whole job (0: unknown).

@@ -12,8 +12,8 @@
 //! decrypt_member_names = false       # envelopes in JSON member names (default false: reported)
 //! region = "eu-west-1"               # default: from each key's ARN, else the environment's
 //! endpoint = "https://vpce-...kms.eu-west-1.vpce.amazonaws.com"   # LocalStack, VPC endpoints
-//! concurrency = 16                   # KMS calls in flight per document
-//! rate_per_second = 400              # process-wide KMS call rate
+//! concurrency = 16                   # KMS calls in flight at once, across every document
+//! rate_per_second = 400              # KMS calls a second, across every document
 //!
 //! [decrypt.keys."02"]                # per key: a key in another account, through a role
 //! role_arn = "arn:aws:iam::444455556666:role/fle-decrypt"
@@ -50,9 +50,11 @@ pub struct DecryptConfig {
     pub decrypt_member_names: bool,
     /// KMS settings per key.
     pub kms: KmsConfig,
-    /// Most KMS calls in flight per document, if set.
+    /// Most KMS calls in flight at once, across every document decrypted with the budget this
+    /// table makes ([`KmsBudget::from_config`](crate::KmsBudget::from_config)), if set.
     pub concurrency: Option<usize>,
-    /// Process-wide KMS call rate, if set.
+    /// KMS calls a second, across every document decrypted with the budget this table makes,
+    /// if set.
     pub rate_per_second: Option<f64>,
 }
 

@@ -20,6 +20,7 @@ use fle_shared::scan::{self, ScanItem};
 use fle_shared::{EncryptError, Envelope, KeyEncryptor, KeyEntry, KeyId, Keyring, Plaintext};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::budget::KmsBudget;
 use crate::engine::{decrypt_all, DecryptPolicy, RateLimiter};
 use crate::provider::{KeyProvider, ProviderError};
 
@@ -96,7 +97,8 @@ pub struct UnknownName {
 pub const REDACTED: &str = "[redacted]";
 
 /// Decrypts documents: a keyring (which markers name which keys), a [`KeyProvider`], the
-/// engine's rate limiter and retry policy, and optionally the fields envelopes may stand in.
+/// [`KmsBudget`] its calls go through (concurrency, rate, retries; shared by `Arc`), and
+/// optionally the fields envelopes may stand in.
 ///
 /// Cheap to share: hold one per process (it is `Send + Sync`) and call
 /// [`Decryptor::decrypt`] from as many tasks as needed.
@@ -132,8 +134,9 @@ pub const REDACTED: &str = "[redacted]";
 pub struct Decryptor {
     keyring: Arc<Keyring>,
     provider: Arc<dyn KeyProvider>,
-    limiter: Arc<RateLimiter>,
-    policy: DecryptPolicy,
+    budget: Arc<KmsBudget>,
+    /// Envelopes of one document driven at once (`None`: the budget's concurrency).
+    in_flight: Option<usize>,
     fields: Option<Arc<[FieldSelector]>>,
     member_names: bool,
 }
@@ -142,7 +145,8 @@ impl fmt::Debug for Decryptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decryptor")
             .field("keys", &self.keyring.keys().len())
-            .field("policy", &self.policy)
+            .field("budget", &self.budget)
+            .field("in_flight", &self.in_flight)
             .field("fields", &self.fields)
             .field("member_names", &self.member_names)
             .finish_non_exhaustive()
@@ -151,27 +155,57 @@ impl fmt::Debug for Decryptor {
 
 impl Decryptor {
     /// A decryptor over `keyring` and `provider`, with the process-wide
-    /// [`RateLimiter::global`], the default [`DecryptPolicy`], and no field restriction.
+    /// [`KmsBudget::global`] and no field restriction.
     pub fn new(keyring: impl Into<Arc<Keyring>>, provider: Arc<dyn KeyProvider>) -> Self {
         Decryptor {
             keyring: keyring.into(),
             provider,
-            limiter: RateLimiter::global(),
-            policy: DecryptPolicy::default(),
+            budget: KmsBudget::global(),
+            in_flight: None,
             fields: None,
             member_names: false,
         }
     }
 
-    /// Uses `limiter` instead of the process-wide one.
-    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
-        self.limiter = limiter;
+    /// Makes every provider call through `budget` (concurrency permit, rate token, retries),
+    /// shared with whatever else holds it: give every decryptor of a process (or of a KMS
+    /// account and region) the same one. A document drives up to the budget's concurrency of
+    /// envelopes at once, unless [`Decryptor::with_policy`] said otherwise.
+    pub fn with_budget(mut self, budget: Arc<KmsBudget>) -> Self {
+        self.budget = budget;
         self
     }
 
-    /// Uses `policy` for concurrency and retries.
+    /// The budget provider calls go through (its counters included).
+    pub fn budget(&self) -> &Arc<KmsBudget> {
+        &self.budget
+    }
+
+    /// Paces calls with `limiter` instead of the budget's bucket: the decryptor gets a budget
+    /// of its own that shares the current one's concurrency permits and retry policy.
+    ///
+    /// Superseded by [`Decryptor::with_budget`].
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.budget = Arc::new(
+            self.budget
+                .derive(None, Some(limiter.shared_bucket()), None),
+        );
+        self
+    }
+
+    /// Uses `policy`: `policy.concurrency` envelopes of a document driven at once, and its
+    /// retries. The decryptor gets a budget of its own sharing the current one's rate bucket;
+    /// its permits too, unless `policy.concurrency` differs from the budget's, in which case
+    /// this decryptor (and its clones) get that many permits of their own.
+    ///
+    /// Superseded by [`Decryptor::with_budget`].
     pub fn with_policy(mut self, policy: DecryptPolicy) -> Self {
-        self.policy = policy;
+        let concurrency = policy.concurrency.max(1);
+        self.budget = Arc::new(
+            self.budget
+                .derive(Some(concurrency), None, Some(policy.retry())),
+        );
+        self.in_flight = Some(concurrency);
         self
     }
 
@@ -210,19 +244,30 @@ impl Decryptor {
     }
 
     /// Applies a `[decrypt]` table's settings that shape the decryptor: its field restriction,
-    /// whether member names are decrypted, its rate (a limiter of its own, burst 50, instead of the process-wide one) and its
-    /// concurrency. (Mode and error policy are per call.)
+    /// whether member names are decrypted, and, when it sets `rate_per_second` or
+    /// `concurrency`, a budget of its own ([`KmsBudget::from_config`]) instead of the current
+    /// one. (Mode and error policy are per call.)
+    ///
+    /// A table read by [`DecryptConfig::from_toml_str`](crate::DecryptConfig::from_toml_str)
+    /// always makes a valid budget; a hand-built one that does not leaves the budget as it was
+    /// (call [`KmsBudget::from_config`] to see why, or use
+    /// [`DecryptorParts::decryptor`](crate::DecryptorParts::decryptor), which refuses it).
     pub fn with_config(mut self, config: &crate::DecryptConfig) -> Self {
+        self = self.with_table(config);
+        if config.rate_per_second.is_some() || config.concurrency.is_some() {
+            if let Ok(budget) = KmsBudget::from_config(config) {
+                self.budget = Arc::new(budget);
+            }
+        }
+        self
+    }
+
+    /// The field restriction and member-name setting of a `[decrypt]` table.
+    pub(crate) fn with_table(mut self, config: &crate::DecryptConfig) -> Self {
         if let Some(fields) = &config.fields {
             self = self.only_fields(fields.clone());
         }
         self.member_names = config.decrypt_member_names;
-        if let Some(rate) = config.rate_per_second {
-            self = self.with_limiter(Arc::new(RateLimiter::new(rate, 50)));
-        }
-        if let Some(concurrency) = config.concurrency {
-            self.policy.concurrency = concurrency;
-        }
         self
     }
 
@@ -364,7 +409,8 @@ impl Decryptor {
         // 2. Decrypt them together.
         let wanted = std::mem::take(&mut work.wanted);
         let refs: Vec<(&KeyEntry, &Envelope)> = wanted.iter().map(|(k, e)| (*k, e)).collect();
-        let results = decrypt_all(&*self.provider, &self.limiter, &self.policy, &refs).await;
+        let in_flight = self.in_flight.unwrap_or(self.budget.concurrency());
+        let results = decrypt_all(&*self.provider, &self.budget, in_flight, &refs).await;
         drop(refs);
         drop(wanted);
         work.results = results.into_iter().map(Some).collect();

@@ -1,26 +1,31 @@
-//! Decrypting many envelopes: duplicates once, a bounded number at a time, under a shared rate
-//! limit, retrying transient failures with jittered exponential backoff.
+//! Decrypting many envelopes: duplicates once, every distinct envelope through the shared
+//! [`KmsBudget`] (concurrency permit, rate token, retries of transient failures).
 //!
 //! KMS RSA `Decrypt` calls share a quota per account and region (500/s by default) and there is
-//! no batch call, so every front end (library, Lambda, batch jobs) goes through this one engine
-//! and one process-wide [`RateLimiter`].
+//! no batch call, so every front end (library, Lambda, CLI, batch jobs) goes through this one
+//! engine and one budget shared by `Arc`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fle_shared::{Envelope, KeyEntry, Plaintext};
 use futures_util::stream::{self, StreamExt};
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
+#[cfg(doc)]
+use crate::budget::DEFAULT_RATE_PER_SECOND;
+use crate::budget::{KmsBudget, RetryPolicy, TokenBucket, DEFAULT_MAX_BURST};
 use crate::provider::{ErrorClass, KeyProvider, ProviderError};
 
-/// How the engine calls a provider.
+/// How a [`Decryptor`](crate::Decryptor) drives the engine.
+///
+/// Superseded by [`KmsBudget`] (the process-wide concurrency, rate and retries) and
+/// [`Decryptor::with_budget`](crate::Decryptor::with_budget); kept for
+/// [`Decryptor::with_policy`](crate::Decryptor::with_policy).
 #[derive(Debug, Clone)]
 pub struct DecryptPolicy {
-    /// Most calls in flight at once for one batch.
+    /// How many envelopes of one document are driven at once. The calls actually in flight
+    /// are bounded by the budget's permits, shared by every document.
     pub concurrency: usize,
     /// Most attempts per envelope (1 = no retry). Permanent errors are never retried.
     pub max_attempts: u32,
@@ -32,78 +37,83 @@ pub struct DecryptPolicy {
 
 impl Default for DecryptPolicy {
     fn default() -> Self {
+        let retry = RetryPolicy::default();
         DecryptPolicy {
             concurrency: 16,
-            max_attempts: 5,
-            base_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
+            max_attempts: retry.max_attempts,
+            base_backoff: retry.base_backoff,
+            max_backoff: retry.max_backoff,
+        }
+    }
+}
+
+impl DecryptPolicy {
+    /// The retry half of the policy (0 attempts read as 1, as before).
+    pub(crate) fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
         }
     }
 }
 
 /// A token bucket: at most `per_second` calls per second on average, bursts of `burst`.
-/// Share one per process (and per KMS account and region): [`RateLimiter::global`].
-#[derive(Debug)]
+///
+/// Superseded by [`KmsBudget`], which takes its rate token after a concurrency permit (so a
+/// slow spell cannot be followed by a burst above the rate) and retries under the same budget.
+/// Kept for [`Decryptor::with_limiter`](crate::Decryptor::with_limiter) and callers that pace
+/// something else; it is the same bucket as a budget's.
+#[derive(Debug, Clone)]
 pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
+    bucket: Arc<TokenBucket>,
+    burst: u32,
 }
 
-/// Default process-wide rate: safely under KMS's default RSA quota of 500 requests/s.
-pub const DEFAULT_RATE_PER_SECOND: f64 = 400.0;
-
 impl RateLimiter {
-    /// A limiter of `per_second` calls per second with bursts of `burst` (both at least 1).
+    /// A limiter of `per_second` calls per second with bursts of `burst` (a rate below 1 or not
+    /// finite is read as 1, a burst of 0 as 1; [`KmsBudget::new`] refuses such values instead).
     pub fn new(per_second: f64, burst: u32) -> Self {
         let per_second = if per_second.is_finite() && per_second >= 1.0 {
             per_second
         } else {
             1.0
         };
-        let burst = f64::from(burst.max(1));
+        let burst = burst.max(1);
         RateLimiter {
-            per_second,
+            bucket: Arc::new(TokenBucket::new(per_second, f64::from(burst))),
             burst,
-            state: Mutex::new((burst, Instant::now())),
         }
     }
 
-    /// The process-wide limiter ([`DEFAULT_RATE_PER_SECOND`], burst 50), created on first use.
+    /// The process-wide limiter: the bucket of [`KmsBudget::global`] ([`DEFAULT_RATE_PER_SECOND`],
+    /// burst 50).
     pub fn global() -> Arc<RateLimiter> {
-        static GLOBAL: OnceLock<Arc<RateLimiter>> = OnceLock::new();
-        GLOBAL
-            .get_or_init(|| Arc::new(RateLimiter::new(DEFAULT_RATE_PER_SECOND, 50)))
-            .clone()
+        Arc::new(RateLimiter {
+            bucket: KmsBudget::global().bucket().clone(),
+            burst: DEFAULT_MAX_BURST,
+        })
     }
 
     /// Waits for one token.
     pub async fn acquire(&self) {
-        loop {
-            let wait = {
-                let mut state = self.state.lock().await;
-                let now = Instant::now();
-                let (tokens, last) = *state;
-                let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.per_second)
-                    .min(self.burst);
-                if tokens >= 1.0 {
-                    *state = (tokens - 1.0, now);
-                    return;
-                }
-                *state = (tokens, now);
-                Duration::from_secs_f64((1.0 - tokens) / self.per_second)
-            };
-            tokio::time::sleep(wait).await;
-        }
+        self.bucket.take().await;
+    }
+
+    /// The bucket and its burst, for a budget sharing them.
+    pub(crate) fn shared_bucket(&self) -> (Arc<TokenBucket>, u32) {
+        (self.bucket.clone(), self.burst)
     }
 }
 
-/// Decrypts `items` (each an envelope with the keyring entry its markers name). Identical
-/// envelopes of the same key are decrypted once; results come back in input order.
+/// Decrypts `items` (each an envelope with the keyring entry its markers name) through
+/// `budget`, driving at most `in_flight` distinct envelopes at once (the budget's permits bound
+/// the calls actually in flight, across every caller sharing it). Identical envelopes of the
+/// same key are decrypted once; results come back in input order.
 pub async fn decrypt_all(
     provider: &dyn KeyProvider,
-    limiter: &RateLimiter,
-    policy: &DecryptPolicy,
+    budget: &KmsBudget,
+    in_flight: usize,
     items: &[(&KeyEntry, &Envelope)],
 ) -> Vec<Result<Plaintext, ProviderError>> {
     // Deduplicate by key and envelope.
@@ -122,14 +132,9 @@ pub async fn decrypt_all(
     let mut results: Vec<Option<Result<Plaintext, ProviderError>>> = vec![None; unique.len()];
     let mut done = stream::iter(unique.iter().enumerate().map(|(slot, &i)| {
         let (key, envelope) = items[i];
-        async move {
-            (
-                slot,
-                decrypt_one(provider, limiter, policy, key, envelope).await,
-            )
-        }
+        async move { (slot, budget.decrypt(provider, key, envelope).await) }
     }))
-    .buffer_unordered(policy.concurrency.max(1));
+    .buffer_unordered(in_flight.max(1));
     while let Some((slot, result)) = done.next().await {
         results[slot] = Some(result);
     }
@@ -148,37 +153,4 @@ pub async fn decrypt_all(
             })
         })
         .collect()
-}
-
-async fn decrypt_one(
-    provider: &dyn KeyProvider,
-    limiter: &RateLimiter,
-    policy: &DecryptPolicy,
-    key: &KeyEntry,
-    envelope: &Envelope,
-) -> Result<Plaintext, ProviderError> {
-    let mut attempt = 1;
-    loop {
-        limiter.acquire().await;
-        match provider.decrypt(key, envelope).await {
-            Err(e) if e.class() == ErrorClass::Transient && attempt < policy.max_attempts => {
-                tokio::time::sleep(backoff(policy, attempt)).await;
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Full jitter: uniform in [0, min(max, base · 2^(attempt-1))].
-fn backoff(policy: &DecryptPolicy, attempt: u32) -> Duration {
-    let ceiling = policy
-        .base_backoff
-        .saturating_mul(1u32 << (attempt - 1).min(20))
-        .min(policy.max_backoff);
-    // Jitter needs no cryptographic randomness: a randomly keyed hasher is enough.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    ceiling.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)
 }

@@ -8,11 +8,13 @@
 //! explicit KMS key id configured for the envelope's key; per-key region, endpoint and assumed
 //! role) or [`LocalKeyProvider`] (a local RSA private key, aws-lc-rs, for the reference design's
 //! external-key-pair mode and the demo). The engine underneath ([`decrypt_all`]) decrypts
-//! duplicates once, bounds concurrency, shares a process-wide [`RateLimiter`], and retries
-//! transient errors with jitter. [`OnError`] decides what a failed envelope does to the
-//! document; [`Decryptor::only_fields`] refuses envelopes outside the fields the edge encrypts
-//! (marker injection). Settings come from a configuration file's `[decrypt]` table
-//! ([`DecryptConfig`]).
+//! duplicates once and makes every call through one [`KmsBudget`] shared by `Arc` (a
+//! process-wide concurrency permit, then a rate token, then the call; transient errors retried
+//! with jitter, the permit released while backing off). [`OnError`] decides what a failed
+//! envelope does to the document; [`Decryptor::only_fields`] refuses envelopes outside the
+//! fields the edge encrypts (marker injection). Settings come from a configuration file's
+//! `[decrypt]` table ([`DecryptConfig`]); [`DecryptorBuilder`] sets a decryptor up from a
+//! configuration file, a private key or a KMS key id, for every front end alike.
 //!
 //! One envelope through a provider:
 //!
@@ -43,6 +45,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budget;
+mod builder;
 mod config;
 mod document;
 mod engine;
@@ -50,12 +54,17 @@ pub mod kms;
 mod local;
 mod provider;
 
+pub use budget::{
+    BudgetError, KmsBudget, RetryPolicy, DEFAULT_CONCURRENCY, DEFAULT_MAX_BURST,
+    DEFAULT_RATE_PER_SECOND,
+};
+pub use builder::{BuildError, DecryptorBuilder, DecryptorParts};
 pub use config::{DecryptConfig, DecryptConfigError};
 pub use document::{
     Action, Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind,
     ProcessedBytes, Report, UnknownName, MAX_PROBLEMS, REDACTED,
 };
-pub use engine::{decrypt_all, DecryptPolicy, RateLimiter, DEFAULT_RATE_PER_SECOND};
+pub use engine::{decrypt_all, DecryptPolicy, RateLimiter};
 pub use kms::{AssumeRole, KmsConfig, KmsKeyProvider, KmsSettings, KmsSettingsError, SecretSource};
 pub use local::LocalKeyProvider;
 pub use provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};

@@ -64,6 +64,23 @@ impl ProviderError {
         }
     }
 
+    /// Whether the provider refused the call for its request rate (KMS `ThrottlingException`,
+    /// or another service's throttling code): what [`KmsBudget::throttles`] counts.
+    ///
+    /// [`KmsBudget::throttles`]: crate::KmsBudget::throttles
+    pub fn is_throttling(&self) -> bool {
+        const THROTTLING: [&str; 7] = [
+            "ThrottlingException",
+            "Throttling",
+            "ThrottledException",
+            "TooManyRequestsException",
+            "RequestLimitExceeded",
+            "RequestThrottled",
+            "SlowDown",
+        ];
+        self.code().is_some_and(|code| THROTTLING.contains(&code))
+    }
+
     /// The provider's error code, if any.
     pub fn code(&self) -> Option<&str> {
         match self {

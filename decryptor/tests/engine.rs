@@ -1,5 +1,6 @@
 //! The decryption engine with a fake provider, on tokio's paused clock: deduplication, order,
-//! the concurrency bound, the rate limit, and retries of transient errors only.
+//! the concurrency bound, the rate limit, and retries of transient errors only (the budget's
+//! own properties: `budget.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use fle_decryptor::{
-    decrypt_all, DecryptFuture, DecryptPolicy, ErrorClass, KeyProvider, ProviderError, RateLimiter,
+    decrypt_all, DecryptFuture, ErrorClass, KeyProvider, KmsBudget, ProviderError, RetryPolicy,
 };
 use fle_shared::{Envelope, KeyEntry, Plaintext, RsaPublicKey};
 use tokio::time::Instant;
@@ -68,8 +69,12 @@ fn envelope(n: u32) -> Envelope {
     }
 }
 
-fn fast() -> RateLimiter {
-    RateLimiter::new(1_000_000.0, 1_000_000)
+/// A budget whose rate never binds.
+fn fast(concurrency: usize) -> KmsBudget {
+    KmsBudget::new(concurrency, 1_000_000.0)
+        .unwrap()
+        .with_burst(1_000_000)
+        .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -78,7 +83,7 @@ async fn duplicates_once_results_in_order() {
     let key = key();
     let envs: Vec<Envelope> = [1, 2, 1, 3, 2, 1].into_iter().map(envelope).collect();
     let items: Vec<(&KeyEntry, &Envelope)> = envs.iter().map(|e| (&key, e)).collect();
-    let results = decrypt_all(&fake, &fast(), &DecryptPolicy::default(), &items).await;
+    let results = decrypt_all(&fake, &fast(16), 16, &items).await;
     assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
     let got: Vec<Vec<u8>> = results
         .into_iter()
@@ -100,12 +105,9 @@ async fn concurrency_is_bounded_and_used() {
     let key = key();
     let envs: Vec<Envelope> = (0..40).map(envelope).collect();
     let items: Vec<(&KeyEntry, &Envelope)> = envs.iter().map(|e| (&key, e)).collect();
-    let policy = DecryptPolicy {
-        concurrency: 8,
-        ..DecryptPolicy::default()
-    };
     let start = Instant::now();
-    let results = decrypt_all(&fake, &fast(), &policy, &items).await;
+    // The document drives 40 at once; the budget lets 8 through.
+    let results = decrypt_all(&fake, &fast(8), 40, &items).await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 8);
     // 40 calls of 20 ms, 8 at a time: 5 rounds.
@@ -122,9 +124,9 @@ async fn the_rate_limit_holds() {
     let key = key();
     let envs: Vec<Envelope> = (0..21).map(envelope).collect();
     let items: Vec<(&KeyEntry, &Envelope)> = envs.iter().map(|e| (&key, e)).collect();
-    let limiter = RateLimiter::new(10.0, 1);
+    let budget = KmsBudget::new(16, 10.0).unwrap().with_burst(1).unwrap();
     let start = Instant::now();
-    decrypt_all(&fake, &limiter, &DecryptPolicy::default(), &items).await;
+    decrypt_all(&fake, &budget, 16, &items).await;
     // One token at once, then 10 per second: 21 calls need 2 s.
     let elapsed = start.elapsed();
     assert!(
@@ -144,14 +146,16 @@ async fn transient_errors_are_retried_permanent_ones_never() {
         ..Fake::default()
     };
     let key = key();
-    let policy = DecryptPolicy {
-        max_attempts: 5,
-        ..DecryptPolicy::default()
-    };
+    let budget = fast(16)
+        .with_retry(RetryPolicy {
+            max_attempts: 5,
+            ..RetryPolicy::default()
+        })
+        .unwrap();
     for (n, calls, ok) in [(1, 3, true), (2, 5, false), (3, 1, false)] {
         fake.calls.store(0, Ordering::SeqCst);
         let env = envelope(n);
-        let result = decrypt_all(&fake, &fast(), &policy, &[(&key, &env)])
+        let result = decrypt_all(&fake, &budget, 16, &[(&key, &env)])
             .await
             .remove(0);
         assert_eq!(fake.calls.load(Ordering::SeqCst), calls, "envelope {n}");

@@ -1,18 +1,17 @@
 //! Cold start: the configuration and keys named by the environment, turned into one
-//! [`Decryptor`] and the defaults of the events. Built once per process, the way `fle decrypt`
-//! builds its decryptor.
+//! [`Decryptor`] and the defaults of the events. Built once per process with
+//! [`DecryptorBuilder`], as `fle decrypt` builds its decryptor.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use fle_decryptor::{DecryptConfig, Decryptor, KmsKeyProvider, LocalKeyProvider, Mode, OnError};
-use fle_shared::{KeyEntry, KeyId, Keyring, OaepPrivateKey};
+use fle_decryptor::{BuildError, Decryptor, DecryptorBuilder, Mode, OnError};
+use fle_shared::KeyId;
 
 /// What the function serves every invocation with.
 #[derive(Debug)]
 pub struct Setup {
-    /// The decryptor: keyring, key provider, limiter, policy, field restriction.
+    /// The decryptor: keyring, key provider, KMS budget, field restriction.
     pub decryptor: Decryptor,
     /// Mode of events that name none (`[decrypt] mode`, default JSON).
     pub mode: Mode,
@@ -82,99 +81,61 @@ impl Sources {
             .join("fle.toml")
     }
 
-    /// Builds the decryptor. With `FLE_PRIVATE_KEY`: a [`LocalKeyProvider`] holding that key for
+    /// Builds the decryptor. With `FLE_PRIVATE_KEY`: a local provider holding that key for
     /// `FLE_KEY_ID`, over the keyring of `FLE_CONFIG` if given (which must hold that key with the
-    /// same public key), else a keyring of that key alone. Without it: [`KmsKeyProvider`] over
-    /// the configuration file's keyring, at least one of whose keys must have a `kms_key_id`.
-    /// The `[decrypt]` table's fields, rate and concurrency apply in both modes.
+    /// same public key), else a keyring of that key alone. Without it: KMS over the
+    /// configuration file's keyring, at least one of whose keys must have a `kms_key_id`.
+    /// The `[decrypt]` table's fields and member-name setting apply in both modes, and its
+    /// rate and concurrency make the function's KMS budget (else the process-wide default).
     pub async fn build(self) -> Result<Setup, SetupError> {
-        let (decryptor, config) = match &self.private_key {
-            Some(key_path) => self.local(key_path)?,
+        let builder = match &self.private_key {
+            Some(key_path) => {
+                let id: KeyId = self
+                    .key_id
+                    .as_deref()
+                    .unwrap_or("01")
+                    .parse()
+                    .map_err(|e| refuse(format!("FLE_KEY_ID: {e}")))?;
+                let builder = DecryptorBuilder::from_private_key_file(key_path, id);
+                match &self.config {
+                    Some(path) => builder.keyring_file(path),
+                    None => builder,
+                }
+            }
             None => {
                 if self.key_id.is_some() {
                     return Err(refuse(
                         "FLE_KEY_ID names the key of FLE_PRIVATE_KEY, which is not set",
                     ));
                 }
-                let path = self.config_path();
-                let (keyring, config) = read_config(&path)?;
-                let provider = KmsKeyProvider::for_keyring(&keyring, &config.kms)
-                    .await
-                    .map_err(|e| refuse(format!("config {}: {e}", path.display())))?;
-                (Decryptor::new(keyring, Arc::new(provider)), config)
+                DecryptorBuilder::from_config_file(self.config_path())
             }
         };
+        let parts = builder.build().await.map_err(explain)?;
+        let (mode, on_error) = (parts.config.mode, parts.config.on_error);
         Ok(Setup {
-            decryptor: decryptor.with_config(&config),
-            mode: config.mode,
-            on_error: config.on_error,
+            decryptor: parts.decryptor().map_err(explain)?,
+            mode,
+            on_error,
         })
-    }
-
-    /// The external-key-pair mode: a local private key.
-    fn local(&self, key_path: &Path) -> Result<(Decryptor, DecryptConfig), SetupError> {
-        let pem = std::fs::read_to_string(key_path).map_err(|e| {
-            refuse(format!(
-                "FLE_PRIVATE_KEY: reading {}: {e}",
-                key_path.display()
-            ))
-        })?;
-        let private = OaepPrivateKey::from_pem(&pem)
-            .map_err(|e| refuse(format!("FLE_PRIVATE_KEY {}: {e}", key_path.display())))?;
-        drop(pem);
-        let id: KeyId = self
-            .key_id
-            .as_deref()
-            .unwrap_or("01")
-            .parse()
-            .map_err(|e| refuse(format!("FLE_KEY_ID: {e}")))?;
-        let (keyring, config) = match &self.config {
-            Some(path) => {
-                let (keyring, config) = read_config(path)?;
-                match keyring.get(&id) {
-                    None => {
-                        return Err(refuse(format!(
-                            "config {}: has no key {id}, the key of FLE_PRIVATE_KEY (FLE_KEY_ID)",
-                            path.display()
-                        )))
-                    }
-                    Some(entry) if entry.public_key() != private.public_key() => {
-                        return Err(refuse(format!(
-                            "FLE_PRIVATE_KEY {} is not the private key of key {id} in config {}",
-                            key_path.display(),
-                            path.display()
-                        )))
-                    }
-                    Some(_) => {}
-                }
-                (keyring, config)
-            }
-            None => {
-                let entry = KeyEntry::new(id.clone(), private.public_key().clone());
-                let keyring = Keyring::new(vec![entry]).map_err(refuse)?;
-                (keyring, DecryptConfig::default())
-            }
-        };
-        let provider = LocalKeyProvider::new(vec![(id, private)]);
-        Ok((Decryptor::new(keyring, Arc::new(provider)), config))
     }
 }
 
-/// Reads the keyring and the `[decrypt]` table of one configuration file.
-fn read_config(path: &Path) -> Result<(Keyring, DecryptConfig), SetupError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| refuse(format!("reading config {}: {e}", path.display())))?;
-    let keyring = Keyring::from_file_text(path, &text)
-        .map_err(|e| refuse(format!("config {}: {e}", path.display())))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let config = DecryptConfig::from_toml_str(&text, base)
-        .map_err(|e| refuse(format!("config {}: {e}", path.display())))?;
-    Ok((keyring, config))
+/// A builder's refusal in the function's terms: the environment variable at fault first.
+fn explain(error: BuildError) -> SetupError {
+    match error {
+        BuildError::ReadPrivateKey { .. }
+        | BuildError::PrivateKey { .. }
+        | BuildError::KeyMismatch { .. } => refuse(format!("FLE_PRIVATE_KEY: {error}")),
+        BuildError::NoSuchKey { .. } => refuse(format!("{error} (FLE_PRIVATE_KEY, FLE_KEY_ID)")),
+        other => refuse(other),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
