@@ -110,8 +110,8 @@ fn native_verdict(edge: &EdgeEncryptor, event: &Value) -> Verdict {
     match edge.handle_event(event) {
         Outcome::Forward { request, .. } => forwarded(edge.keyring(), &request),
         Outcome::Respond { rejection, .. } => Verdict::Respond {
-            status: rejection.status,
-            code: rejection.code.to_owned(),
+            status: rejection.status(),
+            code: rejection.code().to_owned(),
         },
     }
 }

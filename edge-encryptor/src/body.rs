@@ -202,7 +202,7 @@ fn encrypt_field(
             len,
             limit,
         },
-        other => BodyError::Encrypt(other.to_string()),
+        other => BodyError::from(other),
     })
 }
 
@@ -284,9 +284,12 @@ pub enum BodyError {
         /// Byte offset in the body.
         offset: usize,
     },
-    /// The crypto backend failed.
+    /// The crypto backend failed (the value is never part of the error).
     #[error("encryption failed: {0}")]
-    Encrypt(String),
+    Encrypt(EncryptError),
+    /// A broken internal invariant (a bug): answered like a backend failure.
+    #[error("encryption failed: {0}")]
+    Internal(&'static str),
 }
 
 impl BodyError {
@@ -305,6 +308,19 @@ impl From<JsonError> for BodyError {
                 offset,
             },
             JsonError::TooDeep => BodyError::TooDeep,
+        }
+    }
+}
+
+impl From<EncryptError> for BodyError {
+    /// [`BodyError::TooLong`] for a value over the limit (named as the encryptor named it),
+    /// [`BodyError::Encrypt`] for the rest.
+    fn from(e: EncryptError) -> Self {
+        match e {
+            EncryptError::PlaintextTooLong {
+                field, len, limit, ..
+            } => BodyError::TooLong { field, len, limit },
+            other => BodyError::Encrypt(other),
         }
     }
 }

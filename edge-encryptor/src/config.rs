@@ -62,6 +62,8 @@
 //! as are `exclude_uris` patterns not starting with `/` and, under `"insensitive"`, exclusions
 //! not in lower case (the folded reading could never match them).
 
+use std::path::PathBuf;
+
 use fle_shared::KeyId;
 use serde::Deserialize;
 
@@ -180,11 +182,15 @@ pub const DEFAULT_MAX_ENCRYPTED_VALUES: usize = 1000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1_000_000;
 
 impl EdgeConfig {
+    /// A builder: the typed alternative to the `[edge]` table, checked by the same rules.
+    pub fn builder() -> EdgeConfigBuilder {
+        EdgeConfigBuilder::default()
+    }
+
     /// Reads the `[edge]` table from the TOML text of a configuration file (other tables, such
     /// as `[[keys]]`, are ignored here).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let file: File =
-            toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_owned()))?;
+        let file: File = toml::from_str(text)?;
         let edge = file.edge.ok_or(ConfigError::MissingEdge)?;
         edge.validate()
     }
@@ -345,7 +351,9 @@ struct File {
     edge: Option<EdgeSpec>,
 }
 
-#[derive(Deserialize)]
+/// The `[edge]` table as written (TOML) or as built ([`EdgeConfigBuilder`]), before
+/// [`EdgeSpec::validate`], the one place either becomes an [`EdgeConfig`].
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EdgeSpec {
     key: Option<String>,
@@ -372,19 +380,163 @@ struct EdgeSpec {
     max_encrypted_values: Option<usize>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum FieldSpec {
     Plain(String),
     Table(FieldTable),
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FieldTable {
     name: Option<String>,
     path: Option<String>,
     key: Option<String>,
+}
+
+/// Builds an [`EdgeConfig`] in code: each method sets what the `[edge]` key of the same name
+/// sets, and [`build`](EdgeConfigBuilder::build) checks the result with exactly the rules that
+/// check a TOML `[edge]` table (so it fails, with the same [`ConfigError`], where the table
+/// would). Unset options take the TOML defaults.
+///
+/// ```
+/// # fn main() -> Result<(), fle_edge_encryptor::ConfigError> {
+/// use fle_edge_encryptor::{EdgeConfig, MarkerPolicy, QueryPolicy};
+///
+/// let config = EdgeConfig::builder()
+///     .key("01")
+///     .fields(["ssn", "$.card.number"])
+///     .field_with_key("iban", "02")
+///     .methods(["POST", "PUT"])
+///     .uris(["/api/*"])
+///     .exclude_uris(["/api/health"])
+///     .on_marker(MarkerPolicy::Neutralise)
+///     .query(QueryPolicy::Encrypt)
+///     .max_encrypted_values(100)
+///     .build()?;
+/// assert_eq!(config.fields.len(), 3);
+/// assert_eq!(config.fields[2].key.as_str(), "02");
+/// assert_eq!(config.applies_to("POST", "/api/users"), Ok(true));
+/// assert_eq!(config.applies_to("GET", "/api/users"), Ok(false));
+///
+/// // The same refusals as the TOML path.
+/// assert!(EdgeConfig::builder().key("01").build().is_err()); // no fields
+/// assert!(EdgeConfig::builder().fields(["ssn"]).build().is_err()); // no key
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct EdgeConfigBuilder {
+    spec: EdgeSpec,
+}
+
+impl EdgeConfigBuilder {
+    /// The default key (`key`) for fields that name none.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.spec.key = Some(key.into());
+        self
+    }
+
+    /// Adds fields encrypted with the default key: names, or paths starting with `$` (as the
+    /// strings of `fields`).
+    pub fn fields<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
+        self.spec
+            .fields
+            .extend(fields.into_iter().map(|f| FieldSpec::Plain(f.into())));
+        self
+    }
+
+    /// Adds one field (a name, or a path starting with `$`) with its own key (as
+    /// `{ name = ..., key = ... }` or `{ path = ..., key = ... }`).
+    pub fn field_with_key(mut self, selector: impl Into<String>, key: impl Into<String>) -> Self {
+        let selector = selector.into();
+        let (name, path) = if selector.starts_with('$') {
+            (None, Some(selector))
+        } else {
+            (Some(selector), None)
+        };
+        self.spec.fields.push(FieldSpec::Table(FieldTable {
+            name,
+            path,
+            key: Some(key.into()),
+        }));
+        self
+    }
+
+    /// The media types whose bodies are rewritten (`content_types`; default JSON and form).
+    pub fn content_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
+        self.spec.content_types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The methods the rules apply to (`methods`; default every method).
+    pub fn methods<S: Into<String>>(mut self, methods: impl IntoIterator<Item = S>) -> Self {
+        self.spec.methods = methods.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The URI patterns the rules apply to (`uris`; default every URI).
+    pub fn uris<S: Into<String>>(mut self, uris: impl IntoIterator<Item = S>) -> Self {
+        self.spec.uris = uris.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How `uris` compare with request paths (`uri_case`).
+    pub fn uri_case(mut self, uri_case: UriCase) -> Self {
+        self.spec.uri_case = uri_case;
+        self
+    }
+
+    /// The URI patterns the rules never apply to (`exclude_uris`).
+    pub fn exclude_uris<S: Into<String>>(mut self, uris: impl IntoIterator<Item = S>) -> Self {
+        self.spec.exclude_uris = uris.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Which spellings of a configured name are encrypted (`names`).
+    pub fn names(mut self, names: NameMatching) -> Self {
+        self.spec.names = names;
+        self
+    }
+
+    /// What to do with a configured field in the query string (`query`).
+    pub fn query(mut self, query: QueryPolicy) -> Self {
+        self.spec.query = query;
+        self
+    }
+
+    /// What to do with incoming text containing a key's prefix (`on_marker`).
+    pub fn on_marker(mut self, on_marker: MarkerPolicy) -> Self {
+        self.spec.on_marker = on_marker;
+        self
+    }
+
+    /// Prefixes of keys no longer held, always refused (`retired_markers`).
+    pub fn retired_markers<S: Into<String>>(
+        mut self,
+        markers: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.spec.retired_markers = markers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The largest body forwarded after encryption (`max_body_bytes`).
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.spec.max_body_bytes = Some(limit);
+        self
+    }
+
+    /// The most values encrypted in one request (`max_encrypted_values`).
+    pub fn max_encrypted_values(mut self, limit: usize) -> Self {
+        self.spec.max_encrypted_values = Some(limit);
+        self
+    }
+
+    /// Checks the configuration as a TOML `[edge]` table is checked.
+    pub fn build(self) -> Result<EdgeConfig, ConfigError> {
+        self.spec.validate()
+    }
 }
 
 impl EdgeSpec {
@@ -499,13 +651,22 @@ pub fn check_selector(selector: &FieldSelector) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Why an edge configuration was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why an edge configuration was refused. More reasons may be added.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read edge configuration {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
     /// The TOML does not parse or has the wrong shape.
-    #[error("invalid edge configuration: {0}")]
-    Toml(String),
+    #[error("invalid edge configuration: {}", .0.message())]
+    Toml(toml::de::Error),
     /// No `[edge]` table.
     #[error("the configuration has no [edge] table")]
     MissingEdge,
@@ -565,6 +726,15 @@ pub enum ConfigError {
     /// The keyring part of the file.
     #[error(transparent)]
     Keyring(#[from] fle_shared::KeyringError),
+    /// The crypto backend refused a key of the keyring.
+    #[error(transparent)]
+    Backend(#[from] fle_shared::BackendError),
+}
+
+impl From<toml::de::Error> for ConfigError {
+    fn from(e: toml::de::Error) -> Self {
+        ConfigError::Toml(e)
+    }
 }
 
 #[cfg(test)]
@@ -738,6 +908,93 @@ max_body_bytes = 500000
         assert_eq!(c.applies_to("POST", "/health"), Ok(false));
         assert_eq!(c.applies_to("POST", "/HEALTH"), Ok(true));
         assert_eq!(c.applies_to("POST", "/x/../health"), Ok(true));
+    }
+
+    /// The builder and the TOML table go through one validation: equal configurations, equal
+    /// refusals.
+    #[test]
+    fn builder_matches_toml() {
+        let toml = EdgeConfig::from_toml_str(
+            r#"
+[edge]
+key = "01"
+fields = ["ssn", { path = "$.card.cvv", key = "02" }, { name = "iban", key = "02" }]
+content_types = ["application/vnd.api+json"]
+methods = ["post"]
+uris = ["/api/*", "/signup/"]
+uri_case = "sensitive"
+exclude_uris = ["/api/Health"]
+on_marker = "neutralise"
+names = "case-insensitive"
+query = "encrypt"
+retired_markers = ["OLD:"]
+max_encrypted_values = 50
+max_body_bytes = 500000
+"#,
+        )
+        .unwrap();
+        let built = EdgeConfig::builder()
+            .key("01")
+            .fields(["ssn"])
+            .field_with_key("$.card.cvv", "02")
+            .field_with_key("iban", "02")
+            .content_types(["application/vnd.api+json"])
+            .methods(["post"])
+            .uris(["/api/*", "/signup/"])
+            .uri_case(UriCase::Sensitive)
+            .exclude_uris(["/api/Health"])
+            .on_marker(MarkerPolicy::Neutralise)
+            .names(NameMatching::CaseInsensitive)
+            .query(QueryPolicy::Encrypt)
+            .retired_markers(["OLD:"])
+            .max_encrypted_values(50)
+            .max_body_bytes(500_000)
+            .build()
+            .unwrap();
+        assert_eq!(format!("{built:?}"), format!("{toml:?}"));
+        assert_eq!(
+            format!(
+                "{:?}",
+                EdgeConfig::builder()
+                    .key("01")
+                    .fields(["a"])
+                    .build()
+                    .unwrap()
+            ),
+            format!(
+                "{:?}",
+                EdgeConfig::from_toml_str("[edge]\nkey = \"01\"\nfields = [\"a\"]\n").unwrap()
+            )
+        );
+
+        let base = || EdgeConfig::builder().key("01").fields(["a"]);
+        let refused = |b: EdgeConfigBuilder| b.build().unwrap_err().to_string();
+        assert!(refused(EdgeConfig::builder().fields(["a"])).contains("has no key"));
+        assert!(refused(EdgeConfig::builder().key("01")).contains("fields is empty"));
+        assert!(refused(base().content_types(["text/xml"])).contains("not supported"));
+        assert!(refused(base().uris(["api"])).contains("must start with"));
+        assert!(refused(base().max_body_bytes(2_000_000)).contains("max_body_bytes"));
+        assert!(refused(base().max_encrypted_values(0)).contains("max_encrypted_values"));
+        assert!(refused(base().retired_markers(["#"])).contains("retired marker"));
+        assert!(refused(base().exclude_uris(["/Health"])).contains("not in lower case"));
+        assert!(refused(base().fields(["user[ssn]"])).contains("invalid field selector"));
+        assert!(refused(base().field_with_key("b", "not an id!")).contains("key"));
+        assert!(matches!(
+            base().fields(["$.a["]).build(),
+            Err(ConfigError::Selector(_))
+        ));
+    }
+
+    #[test]
+    fn typed_errors() {
+        let err = EdgeConfig::from_toml_str("[edge\n").unwrap_err();
+        let ConfigError::Toml(inner) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            err.to_string(),
+            format!("invalid edge configuration: {}", inner.message())
+        );
     }
 
     #[test]

@@ -27,8 +27,10 @@ pub enum Outcome {
     Respond {
         /// The Lambda@Edge response object.
         response: Value,
-        /// Why.
+        /// Why: the status and the stable code of the response.
         rejection: Rejection,
+        /// The human-readable reason in the response body. Names fields, never values.
+        message: String,
     },
 }
 
@@ -40,56 +42,133 @@ impl Outcome {
             Outcome::Respond { response, .. } => response,
         }
     }
+
+    /// Why the request was answered by the edge, if it was.
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Outcome::Forward { .. } => None,
+            Outcome::Respond { rejection, .. } => Some(*rejection),
+        }
+    }
 }
 
-/// Why a request was answered by the edge: an HTTP status, a stable machine-readable code and a
-/// message. Never contains values from the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// HTTP status (400, 413, 415 or 500).
-    pub status: u16,
-    /// Stable code for clients and logs (`marker_injection`, `field_too_long`, ...).
-    pub code: &'static str,
-    /// Human-readable reason.
-    pub message: String,
+/// Why a request was answered by the edge instead of forwarded: each has an HTTP status and a
+/// stable machine-readable code, the `error` member of the response body. More reasons may be
+/// added; existing codes never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// 500 `invalid_event`: not a CloudFront origin-request event, or one without a method, a
+    /// URI, a body encoding or with a body that is not valid base64.
+    InvalidEvent,
+    /// 400 `invalid_uri`: a covered request whose path holds a NUL, a control character or a
+    /// malformed escape ([`UriError`]).
+    InvalidUri,
+    /// 500 `body_not_visible`: the request has a body but the event does not (the function is
+    /// associated without "include body").
+    BodyNotVisible,
+    /// 413 `input_truncated`: CloudFront cut the body (over 1 MB).
+    InputTruncated,
+    /// 415 `unsupported_content_type`: a content type missing, not listed, or with a charset
+    /// other than UTF-8.
+    UnsupportedContentType,
+    /// 400 `invalid_body`: the body does not parse as its content type, or is not UTF-8
+    /// ([`BodyError::Syntax`]).
+    InvalidBody,
+    /// 400 `body_too_deep`: valid JSON nested deeper than [`crate::MAX_DEPTH`].
+    BodyTooDeep,
+    /// 400 `marker_injection`: text containing an encryption marker or envelope-shaped text.
+    MarkerInjection,
+    /// 400 `reserved_value`: a value to encrypt that starts with the reserved tag byte.
+    ReservedValue,
+    /// 400 `ambiguous_field_name`: a name lenient parsers read as a configured field.
+    AmbiguousFieldName,
+    /// 400 `field_in_query`: a configured field in the query string.
+    FieldInQuery,
+    /// 400 `content_type_mismatch`: a body that another common parser reads as another format.
+    ContentTypeMismatch,
+    /// 413 `field_too_long`: a value over the key's size limit.
+    FieldTooLong,
+    /// 413 `too_many_values`: more values to encrypt than `max_encrypted_values`.
+    TooManyValues,
+    /// 413 `body_too_large`: a body over `max_body_bytes`, before or after encryption.
+    BodyTooLarge,
+    /// 500 `encryption_failed`: the crypto backend failed.
+    EncryptionFailed,
 }
 
 impl Rejection {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Rejection {
-            status,
-            code,
-            message: message.into(),
+    /// Every rejection, in declaration order.
+    pub const ALL: &'static [Rejection] = &[
+        Rejection::InvalidEvent,
+        Rejection::InvalidUri,
+        Rejection::BodyNotVisible,
+        Rejection::InputTruncated,
+        Rejection::UnsupportedContentType,
+        Rejection::InvalidBody,
+        Rejection::BodyTooDeep,
+        Rejection::MarkerInjection,
+        Rejection::ReservedValue,
+        Rejection::AmbiguousFieldName,
+        Rejection::FieldInQuery,
+        Rejection::ContentTypeMismatch,
+        Rejection::FieldTooLong,
+        Rejection::TooManyValues,
+        Rejection::BodyTooLarge,
+        Rejection::EncryptionFailed,
+    ];
+
+    /// The stable code: the `error` member of the response body.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::InvalidEvent => "invalid_event",
+            Rejection::InvalidUri => "invalid_uri",
+            Rejection::BodyNotVisible => "body_not_visible",
+            Rejection::InputTruncated => "input_truncated",
+            Rejection::UnsupportedContentType => "unsupported_content_type",
+            Rejection::InvalidBody => "invalid_body",
+            Rejection::BodyTooDeep => "body_too_deep",
+            Rejection::MarkerInjection => "marker_injection",
+            Rejection::ReservedValue => "reserved_value",
+            Rejection::AmbiguousFieldName => "ambiguous_field_name",
+            Rejection::FieldInQuery => "field_in_query",
+            Rejection::ContentTypeMismatch => "content_type_mismatch",
+            Rejection::FieldTooLong => "field_too_long",
+            Rejection::TooManyValues => "too_many_values",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::EncryptionFailed => "encryption_failed",
         }
     }
 
-    fn from_body_error(e: &BodyError) -> Self {
-        let (status, code) = match e {
-            BodyError::Syntax { .. } => (400, "invalid_body"),
-            BodyError::TooDeep => (400, "body_too_deep"),
-            BodyError::Marker { .. } => (400, "marker_injection"),
-            BodyError::ReservedTag { .. } => (400, "reserved_value"),
-            BodyError::AmbiguousName { .. } => (400, "ambiguous_field_name"),
-            BodyError::FieldInQuery { .. } => (400, "field_in_query"),
-            BodyError::Mismatch { .. } => (400, "content_type_mismatch"),
-            BodyError::TooLong { .. } => (413, "field_too_long"),
-            BodyError::TooManyValues { .. } => (413, "too_many_values"),
-            BodyError::TooLarge { .. } => (413, "body_too_large"),
-            _ => (500, "encryption_failed"),
-        };
-        Rejection::new(status, code, e.to_string())
+    /// The HTTP status of the response: 400, 413, 415 or 500.
+    pub fn status(self) -> u16 {
+        match self {
+            Rejection::InvalidUri
+            | Rejection::InvalidBody
+            | Rejection::BodyTooDeep
+            | Rejection::MarkerInjection
+            | Rejection::ReservedValue
+            | Rejection::AmbiguousFieldName
+            | Rejection::FieldInQuery
+            | Rejection::ContentTypeMismatch => 400,
+            Rejection::InputTruncated
+            | Rejection::FieldTooLong
+            | Rejection::TooManyValues
+            | Rejection::BodyTooLarge => 413,
+            Rejection::UnsupportedContentType => 415,
+            Rejection::InvalidEvent | Rejection::BodyNotVisible | Rejection::EncryptionFailed => {
+                500
+            }
+        }
     }
 
-    fn from_uri_error(e: &UriError) -> Self {
-        Rejection::new(400, "invalid_uri", e.to_string())
-    }
-
-    /// The Lambda@Edge generated-response object: status, headers and a small JSON body.
-    pub fn to_response(&self) -> Value {
-        let body = json!({"error": self.code, "message": self.message}).to_string();
+    /// The Lambda@Edge generated-response object: status, headers and a small JSON body
+    /// `{"error": code, "message": message}`. `message` must not carry values from the request.
+    pub fn to_response(self, message: &str) -> Value {
+        let body = json!({"error": self.code(), "message": message}).to_string();
         json!({
-            "status": self.status.to_string(),
-            "statusDescription": status_text(self.status),
+            "status": self.status().to_string(),
+            "statusDescription": status_text(self.status()),
             "headers": {
                 "content-type": [{"key": "Content-Type", "value": "application/json"}],
                 "cache-control": [{"key": "Cache-Control", "value": "no-store"}],
@@ -97,6 +176,71 @@ impl Rejection {
             "bodyEncoding": "text",
             "body": body,
         })
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl From<&BodyError> for Rejection {
+    fn from(e: &BodyError) -> Self {
+        match e {
+            BodyError::Syntax { .. } => Rejection::InvalidBody,
+            BodyError::TooDeep => Rejection::BodyTooDeep,
+            BodyError::Marker { .. } => Rejection::MarkerInjection,
+            BodyError::ReservedTag { .. } => Rejection::ReservedValue,
+            BodyError::AmbiguousName { .. } => Rejection::AmbiguousFieldName,
+            BodyError::FieldInQuery { .. } => Rejection::FieldInQuery,
+            BodyError::Mismatch { .. } => Rejection::ContentTypeMismatch,
+            BodyError::TooLong { .. } => Rejection::FieldTooLong,
+            BodyError::TooManyValues { .. } => Rejection::TooManyValues,
+            BodyError::TooLarge { .. } => Rejection::BodyTooLarge,
+            BodyError::Encrypt(_) | BodyError::Internal(_) => Rejection::EncryptionFailed,
+        }
+    }
+}
+
+impl From<&UriError> for Rejection {
+    fn from(_: &UriError) -> Self {
+        Rejection::InvalidUri
+    }
+}
+
+impl From<&ContentTypeError> for Rejection {
+    fn from(e: &ContentTypeError) -> Self {
+        match e {
+            ContentTypeError::Charset => Rejection::UnsupportedContentType,
+        }
+    }
+}
+
+/// A rejection with its message, while the request is handled.
+struct Refusal {
+    rejection: Rejection,
+    message: String,
+}
+
+impl Refusal {
+    fn new(rejection: Rejection, message: impl Into<String>) -> Self {
+        Refusal {
+            rejection,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<BodyError> for Refusal {
+    fn from(e: BodyError) -> Self {
+        Refusal::new(Rejection::from(&e), e.to_string())
+    }
+}
+
+impl From<UriError> for Refusal {
+    fn from(e: UriError) -> Self {
+        Refusal::new(Rejection::from(&e), e.to_string())
     }
 }
 
@@ -123,9 +267,8 @@ impl EdgeEncryptor {
     pub fn handle_event(&self, event: &Value) -> Outcome {
         match event.pointer("/Records/0/cf/request") {
             Some(request) => self.handle_request(request),
-            None => respond(Rejection::new(
-                500,
-                "invalid_event",
+            None => respond(Refusal::new(
+                Rejection::InvalidEvent,
                 "not a CloudFront origin-request event",
             )),
         }
@@ -135,16 +278,14 @@ impl EdgeEncryptor {
     pub fn handle_request(&self, request: &Value) -> Outcome {
         match self.try_handle(request) {
             Ok(outcome) => outcome,
-            Err(rejection) => respond(rejection),
+            Err(refusal) => respond(refusal),
         }
     }
 
-    fn try_handle(&self, request: &Value) -> Result<Outcome, Rejection> {
-        let invalid_body = |e: BodyError| Rejection::from_body_error(&e);
+    fn try_handle(&self, request: &Value) -> Result<Outcome, Refusal> {
         let invalid = |what: &str| {
-            Rejection::new(
-                500,
-                "invalid_event",
+            Refusal::new(
+                Rejection::InvalidEvent,
                 format!("origin-request event without {what}"),
             )
         };
@@ -156,10 +297,7 @@ impl EdgeEncryptor {
             .get("uri")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("a uri"))?;
-        let applies = self
-            .config
-            .applies_to(method, uri)
-            .map_err(|e| Rejection::from_uri_error(&e))?;
+        let applies = self.config.applies_to(method, uri)?;
         if !applies {
             return Ok(Outcome::Forward {
                 request: request.clone(),
@@ -170,8 +308,7 @@ impl EdgeEncryptor {
             .get("querystring")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let new_query =
-            crate::query::rewrite(query, &self.rules(), self.config.query).map_err(invalid_body)?;
+        let new_query = crate::query::rewrite(query, &self.rules(), self.config.query)?;
         let forward_unchanged = || {
             let mut request = request.clone();
             let mut encrypted = 0;
@@ -186,9 +323,8 @@ impl EdgeEncryptor {
             let has_body = header(request, "content-length").is_some_and(|l| l.trim() != "0")
                 || header(request, "transfer-encoding").is_some();
             if has_body {
-                return Err(Rejection::new(
-                    500,
-                    "body_not_visible",
+                return Err(Refusal::new(
+                    Rejection::BodyNotVisible,
                     "the request has a body but the event does not: associate the function with 'include body'",
                 ));
             }
@@ -199,9 +335,8 @@ impl EdgeEncryptor {
             .and_then(Value::as_bool)
             .unwrap_or(false)
         {
-            return Err(Rejection::new(
-                413,
-                "input_truncated",
+            return Err(Refusal::new(
+                Rejection::InputTruncated,
                 "the body is larger than CloudFront passes to the edge (1 MB) and cannot be encrypted",
             ));
         }
@@ -220,27 +355,19 @@ impl EdgeEncryptor {
         let kind =
             match header(request, "content-type").map(|ct| self.config.body_kind(ct)) {
                 Some(Ok(Some(kind))) => kind,
-                Some(Err(ContentTypeError::Charset)) => {
-                    return Err(Rejection::new(
-                        415,
-                        "unsupported_content_type",
-                        "only UTF-8 bodies can be encrypted",
-                    ))
-                }
-                Some(Ok(None)) | None => return Err(Rejection::new(
-                    415,
-                    "unsupported_content_type",
+                Some(Err(e)) => return Err(Refusal::new(Rejection::from(&e), e.to_string())),
+                Some(Ok(None)) | None => return Err(Refusal::new(
+                    Rejection::UnsupportedContentType,
                     "the content type is missing or not one whose fields this endpoint encrypts",
                 )),
             };
         let Ok(text) = std::str::from_utf8(&bytes) else {
-            return Err(Rejection::new(400, "invalid_body", "body is not UTF-8"));
+            return Err(Refusal::new(Rejection::InvalidBody, "body is not UTF-8"));
         };
-        let (new_body, mut encrypted) = self.encrypt_body(kind, text).map_err(invalid_body)?;
+        let (new_body, mut encrypted) = self.encrypt_body(kind, text)?;
         if new_body.len() > self.config.max_body_bytes {
-            return Err(Rejection::new(
-                413,
-                "body_too_large",
+            return Err(Refusal::new(
+                Rejection::BodyTooLarge,
                 format!(
                     "the encrypted body is {} bytes; at most {} can be forwarded",
                     new_body.len(),
@@ -263,9 +390,156 @@ impl EdgeEncryptor {
     }
 }
 
-fn respond(rejection: Rejection) -> Outcome {
+fn respond(Refusal { rejection, message }: Refusal) -> Outcome {
     Outcome::Respond {
-        response: rejection.to_response(),
+        response: rejection.to_response(&message),
         rejection,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code and status, spelled out: renaming a code or changing a status breaks this
+    /// test (clients and dashboards match on the codes).
+    #[test]
+    fn codes_and_statuses() {
+        let table = [
+            (Rejection::InvalidEvent, "invalid_event", 500),
+            (Rejection::InvalidUri, "invalid_uri", 400),
+            (Rejection::BodyNotVisible, "body_not_visible", 500),
+            (Rejection::InputTruncated, "input_truncated", 413),
+            (
+                Rejection::UnsupportedContentType,
+                "unsupported_content_type",
+                415,
+            ),
+            (Rejection::InvalidBody, "invalid_body", 400),
+            (Rejection::BodyTooDeep, "body_too_deep", 400),
+            (Rejection::MarkerInjection, "marker_injection", 400),
+            (Rejection::ReservedValue, "reserved_value", 400),
+            (Rejection::AmbiguousFieldName, "ambiguous_field_name", 400),
+            (Rejection::FieldInQuery, "field_in_query", 400),
+            (Rejection::ContentTypeMismatch, "content_type_mismatch", 400),
+            (Rejection::FieldTooLong, "field_too_long", 413),
+            (Rejection::TooManyValues, "too_many_values", 413),
+            (Rejection::BodyTooLarge, "body_too_large", 413),
+            (Rejection::EncryptionFailed, "encryption_failed", 500),
+        ];
+        assert_eq!(
+            table.iter().map(|(r, _, _)| *r).collect::<Vec<_>>(),
+            Rejection::ALL,
+            "every variant, in declaration order"
+        );
+        for (rejection, code, status) in table {
+            assert_eq!(
+                (rejection.code(), rejection.status()),
+                (code, status),
+                "{rejection:?}"
+            );
+            assert_eq!(rejection.to_string(), code);
+        }
+    }
+
+    /// The generated response, byte for byte as the edge has always written it.
+    #[test]
+    fn response_shape() {
+        let cases = [
+            (
+                Rejection::MarkerInjection,
+                "field ssn contains an encryption marker; ciphertext cannot be submitted",
+                "400",
+                "Bad Request",
+            ),
+            (
+                Rejection::BodyTooLarge,
+                "too big",
+                "413",
+                "Payload Too Large",
+            ),
+            (
+                Rejection::UnsupportedContentType,
+                "only UTF-8 bodies can be encrypted",
+                "415",
+                "Unsupported Media Type",
+            ),
+            (
+                Rejection::BodyNotVisible,
+                "no body",
+                "500",
+                "Internal Server Error",
+            ),
+        ];
+        for (rejection, message, status, description) in cases {
+            let expected = format!(
+                r#"{{"status":"{status}","statusDescription":"{description}","headers":{{"content-type":[{{"key":"Content-Type","value":"application/json"}}],"cache-control":[{{"key":"Cache-Control","value":"no-store"}}]}},"bodyEncoding":"text","body":{}}}"#,
+                serde_json::to_string(&format!(
+                    r#"{{"error":"{}","message":"{message}"}}"#,
+                    rejection.code()
+                ))
+                .unwrap()
+            );
+            assert_eq!(
+                serde_json::to_string(&rejection.to_response(message)).unwrap(),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn body_errors_map_to_codes() {
+        let field = || "ssn".to_owned();
+        for (error, code) in [
+            (
+                BodyError::Syntax {
+                    format: "JSON",
+                    what: "x",
+                    offset: 0,
+                },
+                "invalid_body",
+            ),
+            (BodyError::TooDeep, "body_too_deep"),
+            (BodyError::Marker { field: field() }, "marker_injection"),
+            (BodyError::ReservedTag { field: field() }, "reserved_value"),
+            (
+                BodyError::AmbiguousName { field: field() },
+                "ambiguous_field_name",
+            ),
+            (BodyError::FieldInQuery { field: field() }, "field_in_query"),
+            (
+                BodyError::Mismatch {
+                    declared: "form data",
+                    what: "x",
+                    offset: 0,
+                },
+                "content_type_mismatch",
+            ),
+            (
+                BodyError::TooLong {
+                    field: field(),
+                    len: 200,
+                    limit: 190,
+                },
+                "field_too_long",
+            ),
+            (BodyError::TooManyValues { limit: 1 }, "too_many_values"),
+            (BodyError::TooLarge { limit: 1 }, "body_too_large"),
+            (BodyError::Internal("bug"), "encryption_failed"),
+            (
+                BodyError::Encrypt(fle_shared::EncryptError::Backend(
+                    fle_shared::BackendError::PlaintextTooLong { len: 1, limit: 0 },
+                )),
+                "encryption_failed",
+            ),
+        ] {
+            assert_eq!(Rejection::from(&error).code(), code, "{error}");
+        }
+        assert_eq!(
+            Rejection::from(&UriError::Nul(1)),
+            Rejection::InvalidUri,
+            "uri"
+        );
     }
 }

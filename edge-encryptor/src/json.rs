@@ -64,7 +64,7 @@ impl Visitor for Encrypting<'_, '_> {
             return Err(e);
         }
         let Some(key) = self.key.take() else {
-            return Err(BodyError::Encrypt("no key selected".into()));
+            return Err(BodyError::Internal("no key selected"));
         };
         let written = out.len();
         match value {

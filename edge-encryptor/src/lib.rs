@@ -79,8 +79,8 @@ use std::path::Path;
 
 pub use body::{BodyError, JSON_VALUE_TAG, MAX_DEPTH, NEUTRALISER};
 pub use config::{
-    BodyKind, ConfigError, EdgeConfig, FieldRule, FieldSelector, MarkerPolicy, NameMatching,
-    QueryPolicy, UnparseablePolicy, UriCase,
+    BodyKind, ConfigError, EdgeConfig, EdgeConfigBuilder, FieldRule, FieldSelector, MarkerPolicy,
+    NameMatching, QueryPolicy, UnparseablePolicy, UriCase,
 };
 pub use event::{Outcome, Rejection};
 use fle_shared::{Backend, FieldEncryptor, Keyring};
@@ -119,8 +119,7 @@ impl EdgeEncryptor {
                 return Err(ConfigError::RetiredActive(marker.clone()));
             }
         }
-        let encryptor =
-            FieldEncryptor::new(&keyring, backend).map_err(|e| ConfigError::Toml(e.to_string()))?;
+        let encryptor = FieldEncryptor::new(&keyring, backend)?;
         Ok(EdgeEncryptor {
             keyring,
             config,
@@ -142,8 +141,10 @@ impl EdgeEncryptor {
 
     /// Reads the keyring and the `[edge]` table from one TOML file.
     pub fn from_toml_file(path: &Path, backend: &dyn Backend) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Toml(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let keyring = Keyring::from_file_text(path, &text)?;
         let config = EdgeConfig::from_toml_str(&text)?;
         Self::new(keyring, config, backend)

@@ -97,17 +97,18 @@ fn rejected(outcome: Outcome) -> (u16, &'static str, Value) {
         Outcome::Respond {
             response,
             rejection,
+            ..
         } => {
             // A valid Lambda@Edge generated response with a small JSON body.
-            assert_eq!(response["status"], rejection.status.to_string());
+            assert_eq!(response["status"], rejection.status().to_string());
             assert!(response["statusDescription"].is_string());
             assert_eq!(
                 response["headers"]["content-type"][0]["value"],
                 "application/json"
             );
             let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
-            assert_eq!(body["error"], rejection.code);
-            (rejection.status, rejection.code, response)
+            assert_eq!(body["error"], rejection.code());
+            (rejection.status(), rejection.code(), response)
         }
         Outcome::Forward { .. } => panic!("forwarded"),
     }

@@ -105,11 +105,12 @@ fn check(edge: &EdgeEncryptor, method: &str, uri: &str, expect: Expect) {
             Outcome::Respond {
                 rejection,
                 response,
+                ..
             },
             Invalid,
         ) => {
             assert_eq!(
-                (rejection.status, rejection.code),
+                (rejection.status(), rejection.code()),
                 (400, "invalid_uri"),
                 "{uri}"
             );

@@ -136,18 +136,19 @@ pub fn verdict(edge: &EdgeEncryptor, outcome: &Outcome) -> Verdict {
         Outcome::Respond {
             response,
             rejection,
+            ..
         } => {
             assert!(
-                (400..600).contains(&rejection.status),
+                (400..600).contains(&rejection.status()),
                 "status {}",
-                rejection.status
+                rejection.status()
             );
-            assert_eq!(response["status"], rejection.status.to_string());
+            assert_eq!(response["status"], rejection.status().to_string());
             let body: Value =
                 serde_json::from_str(response["body"].as_str().expect("response body"))
                     .expect("response body is JSON");
-            assert_eq!(body["error"], rejection.code);
-            Verdict::Respond(rejection.status, rejection.code.to_owned())
+            assert_eq!(body["error"], rejection.code());
+            Verdict::Respond(rejection.status(), rejection.code().to_owned())
         }
     }
 }
