@@ -116,8 +116,35 @@ impl BackendChoice {
     }
 }
 
+/// Diagnostics through `tracing`, off unless `RUST_LOG` is set (`RUST_LOG=fle=debug`,
+/// `RUST_LOG=trace`): on stderr, text, or JSON lines with `FLE_LOG_FORMAT=json`. The AWS SDK's
+/// and HTTP stack's own events are capped at `info` whatever `RUST_LOG` says: at `debug` and
+/// `trace` they describe HTTP requests and responses (see [`fle_decryptor::logging`]).
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{filter, EnvFilter, Layer};
+    let Some(spec) = std::env::var_os("RUST_LOG") else {
+        return;
+    };
+    let env = EnvFilter::builder().parse_lossy(spec.to_string_lossy());
+    let cap =
+        filter::filter_fn(|meta| fle_decryptor::logging::allowed(meta.target(), *meta.level()));
+    let json = std::env::var("FLE_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let layer = if json {
+        layer.json().with_filter(env).with_filter(cap).boxed()
+    } else {
+        layer.with_filter(env).with_filter(cap).boxed()
+    };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
         Command::Demo(args) => done(demo::run(&args, &mut std::io::stdout().lock())),

@@ -19,7 +19,7 @@ use crate::fsafe::{self, Dir, FsError, Identity};
 use crate::manifest::{Counts, Entry, Manifest, State};
 use crate::plan::{self, Dest, Unit};
 use crate::records::{self, Piece, Record, Splitter};
-use crate::report::{Reporter, Summary};
+use crate::report::{escape, Reporter, Summary};
 use crate::{key_fingerprint, Command, Ended, Io, Job, Options, PARTIAL};
 
 /// Runs the job: plans the units (reporting skipped directory entries), processes them, and
@@ -61,7 +61,15 @@ pub async fn run(
     let stdout = RefCell::new(stdout);
     let stderr = RefCell::new(stderr);
     let mut reporter = Reporter::new(command, args.json, data_on_stdout, &stdout, &stderr);
+    tracing::info!(
+        command = command.name(),
+        inputs = units.len(),
+        entries_skipped = plan.skipped.len(),
+        resume = args.resume,
+        "job planned"
+    );
     for s in &plan.skipped {
+        tracing::warn!(path = %escape(&s.path.to_string_lossy()), reason = s.why.name(), "entry skipped");
         reporter.skipped(s);
     }
     let id = job_id(job, args);
@@ -104,6 +112,14 @@ pub async fn run(
         };
         match result {
             Ok(Some(counts)) => {
+                tracing::info!(
+                    input = %escape(&unit.name),
+                    envelopes = counts.envelopes,
+                    decrypted = counts.decrypted,
+                    kept = counts.kept,
+                    problems = counts.problems,
+                    "input done"
+                );
                 done += 1;
                 totals.add(&counts);
             }
@@ -119,6 +135,7 @@ pub async fn run(
                 if units.len() == 1 && matches!(unit.dest, Dest::Stdout) {
                     return Err(e);
                 }
+                tracing::warn!(input = %escape(&unit.name), error = %escape(&e.to_string()), "input failed");
                 failed += 1;
                 if !e.is_refusal() {
                     not_refused += 1;
@@ -137,6 +154,18 @@ pub async fn run(
         }
     }
     let elapsed = started.elapsed();
+    tracing::info!(
+        command = command.name(),
+        done,
+        failed,
+        already_done = skipped,
+        envelopes = totals.envelopes,
+        problems = totals.problems,
+        kms_calls = job.progress.calls(),
+        kms_retries = job.progress.retries(),
+        seconds = elapsed.as_secs_f64(),
+        "job finished"
+    );
     let summary = Summary {
         kind: "summary",
         command: command.name(),
@@ -413,6 +442,13 @@ async fn run_file_unit(
         return Err(e);
     }
     job.progress.add_bytes(start.input_offset);
+    tracing::debug!(
+        input = %escape(&unit.name),
+        format = unit.format.name(),
+        size = at_start.size,
+        from_offset = start.input_offset,
+        "input started"
+    );
     manifest.inputs.insert(unit.name.clone(), start.clone());
     save(manifest)?;
     let mut sink = FileSink {
@@ -624,6 +660,12 @@ impl Sink for FileSink<'_> {
         let mut manifest = self.manifest.borrow_mut();
         manifest.inputs.insert(self.name.to_owned(), entry);
         manifest.save(path)?;
+        tracing::debug!(
+            input = %escape(self.name),
+            input_offset = input_end,
+            output_offset = self.written,
+            "checkpoint"
+        );
         self.last_checkpoint = (input_end, Instant::now());
         Ok(())
     }

@@ -399,18 +399,38 @@ impl KmsBudget {
                 let _permit = self.permits.acquire().await.ok();
                 self.bucket.take().await;
                 self.calls.fetch_add(1, Ordering::Relaxed);
-                provider.decrypt(key, envelope).await
+                let started = tokio::time::Instant::now();
+                let result = provider.decrypt(key, envelope).await;
+                tracing::debug!(
+                    key = %key.id(),
+                    attempt,
+                    latency_ms = started.elapsed().as_secs_f64() * 1e3,
+                    ok = result.is_ok(),
+                    "provider call"
+                );
+                result
                 // The permit is released here, before any backoff.
             };
             match result {
                 Err(e) => {
-                    if e.is_throttling() {
+                    let throttled = e.is_throttling();
+                    if throttled {
                         self.throttles.fetch_add(1, Ordering::Relaxed);
                     }
                     if e.class() != ErrorClass::Transient || attempt >= self.retry.max_attempts {
+                        tracing::debug!(key = %key.id(), attempt, error = %e, "provider call failed");
                         return Err(e);
                     }
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    let backoff = self.retry.backoff(attempt);
+                    tracing::info!(
+                        key = %key.id(),
+                        attempt,
+                        throttled,
+                        backoff_ms = backoff.as_secs_f64() * 1e3,
+                        error = %e,
+                        "retrying a transient provider error"
+                    );
+                    tokio::time::sleep(backoff).await;
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     attempt += 1;
                 }

@@ -304,6 +304,7 @@ impl Decryptor {
         let (bytes, report) = self
             .run(doc.as_bytes(), mode, on_error, action, None)
             .await?;
+        trace_report(mode, doc.len(), &report);
         Ok(Decrypted {
             text: into_text(bytes),
             report,
@@ -324,6 +325,7 @@ impl Decryptor {
         let (bytes, report) = self
             .run(text, Mode::Text, on_error, action, Some(items))
             .await?;
+        trace_report(Mode::Text, text.len(), &report);
         Ok(ProcessedBytes { bytes, report })
     }
 
@@ -340,6 +342,7 @@ impl Decryptor {
         }
     }
 
+    #[tracing::instrument(level = "trace", skip_all, fields(?mode, bytes = doc.len()))]
     async fn run(
         &self,
         doc: &[u8],
@@ -1379,4 +1382,17 @@ fn placed(kind: SiteKind, whole: bool, pt: &Plaintext) -> Result<bool, ProblemKi
         return Err(ProblemKind::NotUtf8);
     }
     Ok(false)
+}
+
+/// One trace event per document or region: counts, never content.
+fn trace_report(mode: Mode, bytes: usize, report: &Report) {
+    tracing::trace!(
+        ?mode,
+        bytes,
+        envelopes = report.envelopes,
+        decrypted = report.decrypted,
+        kept = report.kept,
+        problems = report.problems.len(),
+        "document processed"
+    );
 }

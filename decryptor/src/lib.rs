@@ -52,6 +52,7 @@ mod document;
 mod engine;
 pub mod kms;
 mod local;
+pub mod logging;
 mod provider;
 
 pub use budget::{

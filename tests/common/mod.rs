@@ -11,6 +11,16 @@ pub const SIZES: [usize; 3] = [2048, 3072, 4096];
 /// Runs the `fle` binary in `dir` with `stdin`. AWS settings come from here only (test
 /// credentials, no region, no profile, no instance metadata), so nothing can leave loopback.
 pub fn run_fle(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    run_fle_with(dir, args, stdin, &[])
+}
+
+/// [`run_fle`] with extra environment variables (set after the AWS ones are cleared).
+pub fn run_fle_with(
+    dir: &Path,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_fle"))
@@ -25,6 +35,9 @@ pub fn run_fle(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
         .env_remove("AWS_CONFIG_FILE")
         .env_remove("AWS_SHARED_CREDENTIALS_FILE")
         .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("FLE_LOG_FORMAT")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

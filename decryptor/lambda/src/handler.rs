@@ -208,33 +208,31 @@ pub async fn handle(setup: &Setup, payload: Value) -> Result<Answer, Failure> {
 /// Most problems logged per invocation (the response lists them all).
 const MAX_LOGGED_PROBLEMS: usize = 10;
 
-/// The log lines of one invocation (stderr, which Lambda sends to CloudWatch): the failure, or
-/// the problems of a success. Positions, fields, key ids and reasons only; never plaintext.
-pub fn log_lines(request_id: &str, result: &Result<Answer, Failure>) -> Vec<String> {
-    match result {
-        Err(failure) => vec![format!("fle-decrypt-lambda: {request_id}: {failure}")],
-        Ok(answer) => {
-            let problems = &answer.report.problems;
-            let mut lines: Vec<String> = problems
-                .iter()
-                .take(MAX_LOGGED_PROBLEMS)
-                .map(|p| format!("fle-decrypt-lambda: {request_id}: warning: {p}"))
-                .collect();
-            if problems.len() > MAX_LOGGED_PROBLEMS {
-                lines.push(format!(
-                    "fle-decrypt-lambda: {request_id}: warning: {} more problems",
-                    problems.len() - MAX_LOGGED_PROBLEMS
-                ));
-            }
-            lines
-        }
-    }
-}
-
-/// Writes [`log_lines`] to stderr.
+/// Logs an invocation through `tracing` (JSON lines in CloudWatch): counts, problems (offset,
+/// field, key, reason) and failures, never a value.
 pub fn log(request_id: &str, result: &Result<Answer, Failure>) {
-    for line in log_lines(request_id, result) {
-        eprintln!("{line}");
+    match result {
+        Err(failure) => tracing::warn!(request_id, error = %failure, "request failed"),
+        Ok(answer) => {
+            let report = &answer.report;
+            for p in report.problems.iter().take(MAX_LOGGED_PROBLEMS) {
+                tracing::warn!(request_id, problem = %p, "envelope problem");
+            }
+            if report.problems.len() > MAX_LOGGED_PROBLEMS {
+                tracing::warn!(
+                    request_id,
+                    more = report.problems.len() - MAX_LOGGED_PROBLEMS,
+                    "more envelope problems"
+                );
+            }
+            tracing::info!(
+                request_id,
+                envelopes = report.envelopes,
+                decrypted = report.decrypted,
+                problems = report.problems.len(),
+                "request done"
+            );
+        }
     }
 }
 
@@ -331,12 +329,6 @@ mod tests {
         assert_eq!(answer.response["problems"][0]["field"], "$.ssn");
         assert_eq!(answer.response["problems"][0]["key"], "01");
         assert_eq!(answer.response["problems"][0]["offset"], 9);
-        let lines = log_lines("req-9", &Ok(answer));
-        assert_eq!(lines.len(), 1);
-        assert!(
-            lines[0].starts_with("fle-decrypt-lambda: req-9: warning: envelope at byte 9"),
-            "{lines:?}"
-        );
     }
 
     #[test]
@@ -351,11 +343,9 @@ mod tests {
         let failure = run(&s, json!({"body": "a=%zz"})).unwrap_err();
         assert_eq!(failure.error_type, ErrorType::InvalidDocument);
         assert!(failure.message.contains("byte"), "{failure}");
-        let lines = log_lines("req-1", &Err(failure));
-        assert_eq!(lines.len(), 1);
         assert!(
-            lines[0].starts_with("fle-decrypt-lambda: req-1: InvalidDocument: "),
-            "{lines:?}"
+            failure.to_string().starts_with("InvalidDocument: "),
+            "{failure}"
         );
     }
 }

@@ -23,9 +23,32 @@ mod setup;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
+/// Logs as JSON lines on stderr (CloudWatch), level from `RUST_LOG`, else
+/// `AWS_LAMBDA_LOG_LEVEL`, else `info`; the SDK's and HTTP stack's events capped at `info`
+/// ([`fle_decryptor::logging`]).
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{filter, EnvFilter, Layer};
+    let spec = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
+        .unwrap_or_else(|_| "info".into());
+    let env = EnvFilter::builder().parse_lossy(spec);
+    let cap =
+        filter::filter_fn(|meta| fle_decryptor::logging::allowed(meta.target(), *meta.level()));
+    let layer = tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_filter(env)
+        .with_filter(cap);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
 /// Cold start (configuration, keys, KMS clients), then the Lambda Runtime API loop.
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    init_logging();
     let setup = match setup::Sources::from_env().build().await {
         Ok(setup) => setup,
         Err(e) => {

@@ -235,8 +235,24 @@ fn bad_events_and_documents_are_structured_errors_and_the_function_keeps_serving
     }
     let out: Value = serde_json::from_str(response(&posted[5])["body"].as_str().unwrap()).unwrap();
     assert_eq!(out, json!({"ssn": "123-45-6789"}));
-    assert_eq!(log.lines().count(), 5, "one line per failure: {log}");
-    assert!(log.contains("req-4: InvalidDocument: "), "{log}");
+    // JSON lines: one "request failed" event per failure, with its request id and error.
+    let failed: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON log line"))
+        .filter(|e| e["fields"]["message"] == "request failed")
+        .collect();
+    assert_eq!(failed.len(), 5, "one event per failure: {log}");
+    let req4 = failed
+        .iter()
+        .find(|e| e["fields"]["request_id"] == "req-4")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        req4["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidDocument: "),
+        "{log}"
+    );
     assert!(!log.contains("123-45-6789"), "{log}");
 }
 
@@ -290,8 +306,30 @@ fn an_unconfigured_key_fails_with_position_and_key_id_or_is_left() {
         "{problems:?}"
     );
     assert!(!log.contains("secret-"), "{log}");
+    // JSON lines for CloudWatch: the problem with its request id, then the request's counts.
+    let events: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    let problem = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "envelope problem")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(problem["level"], "WARN");
+    assert_eq!(problem["fields"]["request_id"], "req-2");
     assert!(
-        log.contains(&format!("req-2: warning: envelope at byte {b_at}")),
+        problem["fields"]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("envelope at byte {b_at}")),
+        "{log}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "request done"
+                && e["fields"]["request_id"] == "req-2"),
         "{log}"
     );
 }

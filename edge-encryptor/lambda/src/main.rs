@@ -27,12 +27,41 @@ fn config_path() -> PathBuf {
 }
 
 /// One invocation: the origin-request event in, the request to forward or the response out.
+/// Logged: the outcome, how many values were encrypted or the rejection's code and status;
+/// never the URI, a header or the body (any of them may hold what the edge protects).
 fn handle(edge: &EdgeEncryptor, event: LambdaEvent<Value>) -> Value {
-    edge.handle_event(&event.payload).into_value()
+    let outcome = edge.handle_event(&event.payload);
+    let request_id = event.context.request_id.as_str();
+    match &outcome {
+        fle_edge_encryptor::Outcome::Forward { encrypted, .. } => {
+            tracing::info!(request_id, encrypted, "forwarded")
+        }
+        other => {
+            if let Some(r) = other.rejection() {
+                tracing::warn!(request_id, code = r.code(), status = r.status(), "rejected")
+            }
+        }
+    }
+    outcome.into_value()
+}
+
+/// Logs as JSON lines on stderr (CloudWatch), level from `RUST_LOG`, else
+/// `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+fn init_logging() {
+    let spec = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::builder().parse_lossy(spec))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    init_logging();
     let path = config_path();
     let edge = EdgeEncryptor::from_toml_file(&path, fle_shared::backend::default_backend())
         .map_err(|e| format!("fle-edge-lambda: configuration {}: {e}", path.display()))?;
