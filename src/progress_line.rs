@@ -1,31 +1,35 @@
-//! The progress line of batch jobs, drawn on a terminal (bytes, envelopes, KMS calls/s, ETA).
-//! Nothing is drawn when stderr is not a terminal.
+//! The progress line of batch jobs, drawn on a terminal by `indicatif` (bytes, %, ETA, MB/s,
+//! envelopes, KMS calls/s). Nothing is drawn when stderr is not a terminal.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fle_batch::Progress;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// The progress line: a thread redrawing it a few times a second.
+/// The progress line: an `indicatif` bar fed from the job's counters by a ticker thread.
 pub struct Display {
-    state: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
-    lock: Arc<Mutex<()>>,
+    bar: ProgressBar,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl Display {
     /// Starts drawing `progress` on stderr if `terminal`; otherwise does nothing.
     pub fn start(progress: Arc<Progress>, terminal: bool) -> Display {
-        let lock = Arc::new(Mutex::new(()));
         if !terminal {
-            return Display { state: None, lock };
+            return Display {
+                bar: ProgressBar::hidden(),
+                ticker: None,
+            };
         }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(style(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, lock2) = (stop.clone(), lock.clone());
+        let (stop2, bar2) = (stop.clone(), bar.clone());
         let handle = std::thread::spawn(move || {
-            let started = Instant::now();
             let mut calls_then = (0u64, Instant::now());
             let mut rate = 0.0;
             while !stop2.load(Ordering::Relaxed) {
@@ -37,84 +41,58 @@ impl Display {
                     rate = (calls - calls_then.0) as f64 / span;
                     calls_then = (calls, now);
                 }
-                let line = line(&progress, started.elapsed(), rate);
-                let _guard = lock2.lock();
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r\x1b[2K{line}");
-                let _ = err.flush();
+                // The total is known once the job has planned its inputs (0 for stdin).
+                if progress.total() > 0 && bar2.length() != Some(progress.total()) {
+                    bar2.set_length(progress.total());
+                    bar2.set_style(style(true));
+                }
+                bar2.set_position(progress.bytes());
+                bar2.set_message(message(progress.envelopes(), rate));
             }
-            let _guard = lock2.lock();
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
         });
         Display {
-            state: Some((stop, handle)),
-            lock,
+            bar,
+            ticker: Some((stop, handle)),
         }
     }
 
     /// Runs `f` (which prints a line) with the progress line cleared.
     pub fn suspend(&self, f: impl FnOnce()) {
-        let _guard = self.lock.lock();
-        if self.state.is_some() {
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
-        }
-        f();
+        self.bar.suspend(f);
     }
 
     /// Stops drawing and clears the line.
     pub fn stop(&self) {
-        if let Some((stop, _)) = &self.state {
+        if let Some((stop, _)) = &self.ticker {
             stop.store(true, Ordering::Relaxed);
         }
+        self.bar.finish_and_clear();
     }
 }
 
 impl Drop for Display {
     fn drop(&mut self) {
-        if let Some((stop, handle)) = self.state.take() {
+        if let Some((stop, handle)) = self.ticker.take() {
             stop.store(true, Ordering::Relaxed);
             let _ = handle.join();
         }
+        self.bar.finish_and_clear();
     }
 }
 
-/// One progress line.
-fn line(p: &Progress, elapsed: Duration, calls_per_second: f64) -> String {
-    let bytes = p.bytes();
-    let total = p.total();
-    let secs = elapsed.as_secs_f64().max(1e-3);
-    let speed = bytes as f64 / secs;
-    let done = if total > 0 {
-        let eta = if bytes > 0 && total > bytes {
-            format!(
-                ", ETA {}",
-                clock(Duration::from_secs_f64(
-                    (total - bytes) as f64 / speed.max(1.0)
-                ))
-            )
-        } else {
-            String::new()
-        };
-        format!(
-            "{:.1}/{:.1} MB ({:.0}%){eta}",
-            bytes as f64 / 1e6,
-            total as f64 / 1e6,
-            100.0 * bytes as f64 / total as f64
-        )
+/// Bytes, with the total, % and ETA when the total is known, speed, then the counters.
+fn style(total: bool) -> ProgressStyle {
+    ProgressStyle::with_template(if total {
+        "{decimal_bytes}/{decimal_total_bytes} ({percent}%), ETA {eta}, {decimal_bytes_per_sec}, {msg}"
     } else {
-        format!("{:.1} MB", bytes as f64 / 1e6)
-    };
-    format!(
-        "{done}, {:.1} MB/s, {} envelopes, {:.0} KMS calls/s",
-        speed / 1e6,
-        p.envelopes(),
-        calls_per_second
-    )
+        "{decimal_bytes}, {decimal_bytes_per_sec}, {msg}"
+    })
+    .expect("a valid template")
 }
 
-fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+/// The counters after the bar's own bytes, %, ETA and speed.
+fn message(envelopes: u64, calls_per_second: f64) -> String {
+    format!("{envelopes} envelopes, {calls_per_second:.0} KMS calls/s")
 }
 
 /// Standard error for a job's messages while the progress line may be drawn: whole lines
@@ -173,16 +151,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn line_shows_bytes_envelopes_rate_and_eta() {
-        let p = Progress::default();
-        p.set_total(10_000_000);
-        p.add_bytes(2_500_000);
-        p.add_envelopes(7);
-        let l = line(&p, Duration::from_secs(5), 123.4);
-        assert_eq!(
-            l,
-            "2.5/10.0 MB (25%), ETA 0:00:15, 0.5 MB/s, 7 envelopes, 123 KMS calls/s"
-        );
-        assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
+    fn message_shows_envelopes_and_call_rate() {
+        assert_eq!(message(7, 123.4), "7 envelopes, 123 KMS calls/s");
+        // Not a terminal: nothing is drawn, and messages still go through.
+        let d = Display::start(Arc::new(Progress::default()), false);
+        let mut ran = false;
+        d.suspend(|| ran = true);
+        d.stop();
+        assert!(ran);
     }
 }
