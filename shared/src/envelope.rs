@@ -27,11 +27,7 @@ use base64::Engine;
 
 use crate::key::MarkerPair;
 
-/// Whether `b` can occur in an envelope payload (standard base64 with padding).
-#[inline]
-pub const fn is_payload_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='
-}
+pub use crate::alphabet::is_payload_byte;
 
 /// Length of a version-1 payload (base64 text) for a `modulus_len`-byte RSA key.
 pub const fn v1_payload_len(modulus_len: usize) -> usize {

@@ -7,7 +7,7 @@ use std::fmt;
 
 use der::Decode;
 
-use crate::envelope::is_payload_byte;
+use crate::alphabet::is_payload_byte;
 
 /// RSA modulus sizes fle accepts, in bits. KMS offers exactly these for `ENCRYPT_DECRYPT` keys.
 pub const SUPPORTED_MODULUS_BITS: [usize; 3] = [2048, 3072, 4096];
@@ -373,4 +373,38 @@ mod tests {
             assert!(RsaPublicKey::from_pem_or_der(input).is_err());
         }
     }
+}
+
+/// A marker of one key equals or starts another key's marker: an envelope could then belong to
+/// two keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "markers overlap: {:?} of key {} and {:?} of key {}; give one of them other markers (prefix = ..., suffix = ...)",
+    first.1, first.0, second.1, second.0
+)]
+pub struct MarkerOverlap {
+    /// One key and its marker.
+    pub first: (KeyId, String),
+    /// The other key and its marker.
+    pub second: (KeyId, String),
+}
+
+/// Checks that no marker of one key equals or is a prefix of a marker of another key.
+pub(crate) fn check_marker_overlap(keys: &[(&KeyId, &MarkerPair)]) -> Result<(), MarkerOverlap> {
+    for (i, (id_a, a)) in keys.iter().enumerate() {
+        for (id_b, b) in &keys[..i] {
+            for ma in [&a.prefix, &a.suffix] {
+                for mb in [&b.prefix, &b.suffix] {
+                    let (x, y) = (ma.as_str(), mb.as_str());
+                    if x.starts_with(y) || y.starts_with(x) {
+                        return Err(MarkerOverlap {
+                            first: ((*id_b).clone(), mb.as_str().to_owned()),
+                            second: ((*id_a).clone(), ma.as_str().to_owned()),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }

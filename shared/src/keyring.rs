@@ -26,9 +26,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::key::{
-    KeyId, KeyIdError, Marker, MarkerError, MarkerPair, PublicKeyError, RsaPublicKey,
+    check_marker_overlap, KeyId, KeyIdError, Marker, MarkerError, MarkerOverlap, MarkerPair,
+    PublicKeyError, RsaPublicKey,
 };
-use crate::scan::Scanner;
+use crate::scan::{ScanKey, Scanner};
 
 /// One configured key.
 #[derive(Debug, Clone)]
@@ -111,7 +112,16 @@ impl Keyring {
         let markers: Vec<(&KeyId, &MarkerPair)> =
             entries.iter().map(|e| (&e.id, &e.markers)).collect();
         check_marker_overlap(&markers)?;
-        let scanner = Scanner::for_checked_keys(&entries);
+        let scanner = Scanner::for_checked_keys(
+            entries
+                .iter()
+                .map(|k| ScanKey {
+                    id: k.id.clone(),
+                    markers: k.markers.clone(),
+                    modulus_len: k.public_key.modulus_len(),
+                })
+                .collect(),
+        );
         Ok(Keyring { entries, scanner })
     }
 
@@ -172,26 +182,6 @@ impl Keyring {
     pub fn scanner(&self) -> &Scanner {
         &self.scanner
     }
-}
-
-/// Checks that no marker of one key equals or is a prefix of a marker of another key.
-pub(crate) fn check_marker_overlap(keys: &[(&KeyId, &MarkerPair)]) -> Result<(), KeyringError> {
-    for (i, (id_a, a)) in keys.iter().enumerate() {
-        for (id_b, b) in &keys[..i] {
-            for ma in [&a.prefix, &a.suffix] {
-                for mb in [&b.prefix, &b.suffix] {
-                    let (x, y) = (ma.as_str(), mb.as_str());
-                    if x.starts_with(y) || y.starts_with(x) {
-                        return Err(KeyringError::OverlappingMarkers {
-                            first: ((*id_b).clone(), mb.as_str().to_owned()),
-                            second: ((*id_a).clone(), ma.as_str().to_owned()),
-                        });
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -316,4 +306,13 @@ pub enum KeyringError {
         /// The key.
         id: KeyId,
     },
+}
+
+impl From<MarkerOverlap> for KeyringError {
+    fn from(o: MarkerOverlap) -> Self {
+        KeyringError::OverlappingMarkers {
+            first: o.first,
+            second: o.second,
+        }
+    }
 }

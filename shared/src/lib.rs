@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod alphabet;
 pub mod backend;
 pub mod body;
 pub mod demo;

@@ -33,9 +33,9 @@
 
 use std::ops::Range;
 
-use crate::envelope::{is_payload_byte, Envelope, EnvelopeError};
-use crate::key::{KeyId, MarkerPair};
-use crate::keyring::{check_marker_overlap, KeyEntry, KeyringError};
+use crate::alphabet::is_payload_byte;
+use crate::envelope::{Envelope, EnvelopeError};
+use crate::key::{check_marker_overlap, KeyId, MarkerOverlap, MarkerPair};
 
 /// What the scanner needs to know about one key.
 #[derive(Debug, Clone)]
@@ -83,13 +83,25 @@ impl FirstBytes {
     }
 }
 
+/// Why a [`Scanner`] cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScanError {
+    /// No key.
+    #[error("a scanner needs at least one key")]
+    NoKeys,
+    /// Two keys' markers overlap.
+    #[error(transparent)]
+    Overlap(#[from] MarkerOverlap),
+}
+
 impl Scanner {
     /// A scanner for these keys. Fails if there are none, or if a marker of one key equals or is
     /// a prefix of a marker of another (the same rule as [`Keyring`](crate::Keyring)); a keyring
     /// builds its own, see [`Keyring::scanner`](crate::Keyring::scanner).
-    pub fn new(keys: Vec<ScanKey>) -> Result<Self, KeyringError> {
+    pub fn new(keys: Vec<ScanKey>) -> Result<Self, ScanError> {
         if keys.is_empty() {
-            return Err(KeyringError::Empty);
+            return Err(ScanError::NoKeys);
         }
         let markers: Vec<(&KeyId, &MarkerPair)> =
             keys.iter().map(|k| (&k.id, &k.markers)).collect();
@@ -105,15 +117,7 @@ impl Scanner {
     }
 
     /// A scanner for keys whose markers [`Keyring::new`](crate::Keyring::new) has already checked.
-    pub(crate) fn for_checked_keys(entries: &[KeyEntry]) -> Self {
-        let keys: Vec<ScanKey> = entries
-            .iter()
-            .map(|k| ScanKey {
-                id: k.id().clone(),
-                markers: k.markers().clone(),
-                modulus_len: k.public_key().modulus_len(),
-            })
-            .collect();
+    pub(crate) fn for_checked_keys(keys: Vec<ScanKey>) -> Self {
         let firsts: Vec<u8> = keys
             .iter()
             .map(|k| k.markers.prefix.as_bytes()[0])
@@ -474,7 +478,7 @@ mod tests {
         b.markers.prefix = Marker::new("#01#x").unwrap();
         assert!(matches!(
             Scanner::new(vec![a, b]),
-            Err(KeyringError::OverlappingMarkers { .. })
+            Err(ScanError::Overlap(_))
         ));
         // Key 10's prefix is key 01's suffix.
         assert!(Scanner::new(vec![key("01", 3), key("10", 3)]).is_err());

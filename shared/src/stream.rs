@@ -123,7 +123,7 @@ impl<'s> StreamScanner<'s> {
                     let run_end = from
                         + self.carry[from..]
                             .iter()
-                            .position(|&b| !crate::envelope::is_payload_byte(b))
+                            .position(|&b| !crate::alphabet::is_payload_byte(b))
                             .unwrap_or(len - from);
                     items.push(ScanItem::Malformed(Malformed {
                         span: span.start..run_end,
