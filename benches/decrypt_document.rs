@@ -7,8 +7,8 @@
 //! - the decryptor library in process (`Decryptor::decrypt`), for the cost without process
 //!   start-up.
 //!
-//! The KMS endpoint is the test suite's own KMS-wire server (`decryptor/tests/support/
-//! kms_wire.rs`) on 127.0.0.1, answering each call after 20 ms with the demo private key; both
+//! The KMS endpoint is the test suite's own KMS-wire server (`fle_test_support::kms_wire`) on
+//! 127.0.0.1, answering each call after 20 ms with the demo private key; both
 //! sides talk to it with their real AWS SDKs. The document is 10 persons × the reference
 //! design's 6 fields, encrypted by the edge. Also: decryptor throughput on marker-free text and
 //! JSON (the part that is not KMS).
@@ -17,7 +17,6 @@
 //! `target/test-env/venv`). Run: `cargo bench --bench decrypt_document`.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,25 +24,14 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fle_decryptor::{Decryptor, KmsKeyProvider, LocalKeyProvider, Mode, OnError};
 use fle_edge_encryptor::{BodyKind, EdgeEncryptor};
-use fle_shared::{backend, OaepPrivateKey};
+use fle_shared::backend;
 use serde_json::Value;
 
-#[path = "../decryptor/tests/support/kms_wire.rs"]
-#[allow(dead_code)]
-mod kms_wire;
+use fle_test_support::{demo_private_key as private_key, kms_wire, require, root, Tool};
 
 const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/fle-bench";
 const RTT: Duration = Duration::from_millis(20);
 const FIELDS: [&str; 6] = ["fname", "lname", "email", "ssn", "dob", "phone"];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn private_key() -> OaepPrivateKey {
-    OaepPrivateKey::from_pem(&std::fs::read_to_string(root().join("keys/demo-01.key.pem")).unwrap())
-        .unwrap()
-}
 
 /// 10 persons × 6 encrypted fields (60 distinct envelopes), and the same document in clear.
 fn documents() -> (String, String) {
@@ -99,6 +87,7 @@ fn aws_env(command: &mut Command) {
 }
 
 fn bench_decrypt(c: &mut Criterion) {
+    require!(Tool::Python);
     let wire = kms_wire::KmsWire::start(vec![(ARN.into(), private_key())], RTT);
     let (clear, encrypted) = documents();
     let dir = tempfile::tempdir().unwrap();
@@ -120,9 +109,8 @@ fn bench_decrypt(c: &mut Criterion) {
         aws_env(&mut command);
         command
     };
-    let python = std::env::var("FLE_PYTHON").unwrap_or_else(|_| "python3".into());
     let reference = || {
-        let mut command = Command::new(&python);
+        let mut command = Tool::Python.command();
         command
             .arg(root().join("benches/peers/reference_decrypt.py"))
             .env("FLE_KMS_KEY_ID", ARN)

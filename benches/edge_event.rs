@@ -24,9 +24,8 @@ use fle_edge_encryptor::EdgeEncryptor;
 use fle_shared::backend;
 use serde_json::Value;
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-use common::{build_lambda_edge_package, demo_decrypt, root};
+use fle_test_support::process::build_lambda_edge_package;
+use fle_test_support::{demo_decrypt, require, root, Tool};
 
 const CONFIG: &str = "[edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\"]\n";
 
@@ -95,6 +94,7 @@ fn check_output(name: &str, result: &str) {
 }
 
 fn edge_event(c: &mut Criterion) {
+    require!(Tool::Node, Tool::Python);
     let event_path = root().join("tests/fixtures/events/reference-3x6.json");
     let event_text = std::fs::read_to_string(&event_path).unwrap();
     let public_key = root().join("keys/demo-01.pub.pem");
@@ -103,9 +103,8 @@ fn edge_event(c: &mut Criterion) {
     let (package, zip_len, _) = build_lambda_edge_package(&work, &config_text());
     println!("Lambda@Edge package: {zip_len} bytes zipped");
 
-    let python = std::env::var("FLE_PYTHON").unwrap_or_else(|_| "python3".into());
     let node_peer = |script: &str, first: &Path, host_rsa: &str| {
-        let mut cmd = Command::new("node");
+        let mut cmd = Tool::Node.command();
         cmd.arg(root().join("benches/peers").join(script))
             .arg(first)
             .arg(&event_path)
@@ -113,7 +112,7 @@ fn edge_event(c: &mut Criterion) {
         cmd
     };
     let mut reference = {
-        let mut cmd = Command::new(&python);
+        let mut cmd = Tool::Python.command();
         cmd.arg(root().join("benches/peers/reference_edge.py"))
             .arg(&public_key)
             .arg(&event_path);
@@ -174,7 +173,8 @@ fn edge_event(c: &mut Criterion) {
         b.iter_custom(|n| {
             (0..n)
                 .map(|_| {
-                    let out = Command::new("node")
+                    let out = Tool::Node
+                        .command()
                         .arg(root().join("benches/peers/lambda_edge.mjs"))
                         .arg(&package)
                         .arg("cold")

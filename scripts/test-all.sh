@@ -53,6 +53,10 @@ fi
 export FLE_LOCALSTACK_PYTHON="$ls_venv/bin/python"
 "$FLE_LOCALSTACK_PYTHON" -c 'import localstack; print("localstack-core installed")'
 
+# Every test below must run: a test whose external helper (FLE_PYTHON, FLE_LOCALSTACK_PYTHON,
+# node, openssl) is missing fails instead of skipping itself (fle_test_support::require).
+export FLE_REQUIRE_ALL=1
+
 step "cargo-deny"
 if ! cargo deny --version >/dev/null 2>&1; then
     cargo install cargo-deny --locked --version '^0.20'

@@ -9,12 +9,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::root;
+use common::{fle_command, root};
 use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, RsaPublicKey};
 
 /// Bytes of filler per block (about 1 MiB).
@@ -64,7 +64,7 @@ fn multi_gb_input_streams_with_bounded_rss() {
     let key = encryptor.key_str("01").unwrap();
     let filler = Arc::new(filler());
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fle"))
+    let mut child = fle_command(root())
         .args([
             "decrypt",
             "--private-key",
@@ -75,7 +75,6 @@ fn multi_gb_input_streams_with_bounded_rss() {
             "1000000",
             "--json",
         ])
-        .current_dir(root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -25,7 +25,7 @@ const SECRET: &str = "123-45-6789";
 fn edge() -> EdgeEncryptor {
     let toml = "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
                 [edge]\nkey = \"01\"\nfields = [\"ssn\", \"name\"]\n";
-    EdgeEncryptor::from_toml_str(toml, &root(), backend::default_backend()).unwrap()
+    EdgeEncryptor::from_toml_str(toml, root(), backend::default_backend()).unwrap()
 }
 
 /// `n` JSON Lines records, each with an encrypted SSN.
@@ -47,15 +47,7 @@ fn envelope(edge: &EdgeEncryptor, value: &str) -> String {
 }
 
 fn fle(args: &[&str]) -> Output {
-    run_fle(&root(), args, "")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    run_fle(root(), args, "")
 }
 
 fn s(p: &Path) -> &str {
@@ -168,7 +160,7 @@ fn in_place_refuses_links_and_keeps_records_appended_while_it_runs() {
 
     // One KMS call a second with a burst of one: four envelopes take about three seconds, and
     // a record is appended after half a second. The job must not replace the input.
-    let child = Command::new(env!("CARGO_BIN_EXE_fle"))
+    let child = fle_command(root())
         .args([
             "decrypt",
             "--private-key",
@@ -180,7 +172,6 @@ fn in_place_refuses_links_and_keeps_records_appended_while_it_runs() {
             "--concurrency",
             "1",
         ])
-        .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -459,7 +450,7 @@ fn kms_rate_and_concurrency_must_be_positive() {
     let run = fle(&["verify", "--private-key", DEMO_KEY, "--concurrency", "0"]);
     assert_eq!(code(&run), 2, "{}", stderr(&run));
     let run = run_fle(
-        &root(),
+        root(),
         &["verify", "--private-key", DEMO_KEY, "--kms-rps", "0.5"],
         "{}",
     );

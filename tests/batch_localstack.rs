@@ -14,15 +14,11 @@
 
 mod common;
 
-#[path = "../decryptor/tests/support/localstack.rs"]
-#[allow(dead_code)]
-mod localstack;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::run_fle;
-use localstack::LocalStack;
+use common::{require, run_fle, Tool};
+use fle_test_support::localstack::LocalStack;
 use serde_json::{json, Value};
 
 /// Records in the JSON Lines file.
@@ -248,6 +244,7 @@ fn summary(stdout: &str) -> Value {
 
 #[test]
 fn edge_encrypt_rotate_decrypt_through_localstack() {
+    require!(Tool::LocalStack);
     let started = std::time::Instant::now();
     let localstack = LocalStack::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()

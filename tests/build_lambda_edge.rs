@@ -79,30 +79,10 @@ fn bundler() -> PathBuf {
 /// and the script's report.
 fn build_package(dir: &Path, config: &Path, target_dir: &Path) -> (PathBuf, String) {
     let zip = dir.join("fle-edge.zip");
-    let out = Command::new("bash")
-        .arg(root().join("edge-encryptor/build-lambda-edge.sh"))
-        .arg(config)
-        .arg(&zip)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "build-lambda-edge.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = run_build_lambda_edge(config, &zip, &[("CARGO_TARGET_DIR", target_dir)]);
     let unpacked = dir.join("package");
-    let status = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
-        ])
-        .arg(&zip)
-        .arg(&unpacked)
-        .status()
-        .unwrap();
-    assert!(status.success(), "unzip failed");
-    (unpacked, String::from_utf8(out.stdout).unwrap())
+    unzip(&zip, &unpacked);
+    (unpacked, report)
 }
 
 /// A wasm custom section named `name` holding `payload` (both under 100 bytes).

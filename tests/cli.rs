@@ -7,7 +7,7 @@ use std::process::Output;
 use common::*;
 
 fn fle(args: &[&str], stdin: &str) -> Output {
-    run_fle(&root(), args, stdin)
+    run_fle(root(), args, stdin)
 }
 
 #[test]

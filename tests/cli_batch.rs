@@ -9,7 +9,7 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,7 +23,7 @@ const DEMO_KEY: &str = "keys/demo-01.key.pem";
 fn edge() -> EdgeEncryptor {
     let toml = "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
                 [edge]\nkey = \"01\"\nfields = [\"name\", \"ssn\", \"note\", \"age\"]\n";
-    EdgeEncryptor::from_toml_str(toml, &root(), backend::default_backend()).unwrap()
+    EdgeEncryptor::from_toml_str(toml, root(), backend::default_backend()).unwrap()
 }
 
 fn encrypt_json(edge: &EdgeEncryptor, doc: &str) -> String {
@@ -139,14 +139,6 @@ fn fle(dir: &Path, args: &[&str]) -> Output {
     run_fle(dir, args, "")
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -211,7 +203,7 @@ fn decrypt_tree_in_every_format() {
         "**/*.tmp",
         "--json",
     ];
-    let run = fle(&root(), &args);
+    let run = fle(root(), &args);
     assert_eq!(code(&run), 0, "{}", stderr(&run));
     assert_tree(&out, &t.expected);
     let sum = summary(&run.stdout);
@@ -226,19 +218,19 @@ fn decrypt_tree_in_every_format() {
     assert!(sum["peak_rss_bytes"].as_u64().unwrap() > 0);
 
     // Again: the outputs exist, so nothing is written without --overwrite.
-    let again = fle(&root(), &args);
+    let again = fle(root(), &args);
     assert_eq!(code(&again), 2);
     assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
     let mut forced = args.to_vec();
     forced.push("--overwrite");
-    let run = fle(&root(), &forced);
+    let run = fle(root(), &forced);
     assert_eq!(code(&run), 0, "{}", stderr(&run));
     assert_tree(&out, &t.expected);
 
     // --include keeps only what matches; a plain summary ends on stderr.
     let only = t.path("only-csv");
     let run = fle(
-        &root(),
+        root(),
         &[
             "decrypt",
             "--private-key",
@@ -259,16 +251,13 @@ fn decrypt_tree_in_every_format() {
     );
 
     // Several inputs need --out or --in-place: a usage error.
-    let run = fle(
-        &root(),
-        &["decrypt", "--private-key", DEMO_KEY, s(&t.enc())],
-    );
+    let run = fle(root(), &["decrypt", "--private-key", DEMO_KEY, s(&t.enc())]);
     assert_eq!(code(&run), 2);
     assert!(stderr(&run).contains("--out"), "{}", stderr(&run));
 
     // Field restrictions cannot apply to CSV or text: a usage error before anything runs.
     let run = fle(
-        &root(),
+        root(),
         &[
             "decrypt",
             "--private-key",
@@ -286,7 +275,7 @@ fn decrypt_tree_in_every_format() {
 
     // One file without --out: to stdout.
     let run = fle(
-        &root(),
+        root(),
         &[
             "decrypt",
             "--private-key",
@@ -304,7 +293,7 @@ fn reencrypt_to_a_new_key_then_decrypt_with_it() {
     let (new_private, new_public) = key_paths(3072);
     let rotated = t.path("rotated");
     let run = fle(
-        &root(),
+        root(),
         &[
             "reencrypt",
             "--private-key",
@@ -333,7 +322,7 @@ fn reencrypt_to_a_new_key_then_decrypt_with_it() {
 
     // Verify with the new key: every envelope under 02, all decryptable.
     let run = fle(
-        &root(),
+        root(),
         &[
             "verify",
             "--private-key",
@@ -352,7 +341,7 @@ fn reencrypt_to_a_new_key_then_decrypt_with_it() {
     // Decrypted with the new key: the original plaintext, numbers restored as numbers.
     let plain = t.path("plain");
     let run = fle(
-        &root(),
+        root(),
         &[
             "decrypt",
             "--private-key",
@@ -369,7 +358,7 @@ fn reencrypt_to_a_new_key_then_decrypt_with_it() {
 
     // Re-encrypting again to 02 keeps what is already under 02 (a key ring with both keys).
     let run = fle(
-        &root(),
+        root(),
         &[
             "reencrypt",
             "--private-key",
@@ -392,7 +381,7 @@ fn reencrypt_to_a_new_key_then_decrypt_with_it() {
     // In place: inputs replaced, no temporary file or manifest left.
     let in_place = t.path("enc");
     let run = fle(
-        &root(),
+        root(),
         &[
             "reencrypt",
             "--private-key",
@@ -432,7 +421,7 @@ fn failures_and_problems_are_reported_without_plaintext() {
 
     // verify: every problem on stdout with its file and byte, exit 3, no plaintext anywhere.
     let run = fle(
-        &root(),
+        root(),
         &[
             "verify",
             "--private-key",
@@ -466,7 +455,7 @@ fn failures_and_problems_are_reported_without_plaintext() {
         "--exclude",
         "*.tmp",
     ];
-    let run = fle(&root(), &args);
+    let run = fle(root(), &args);
     assert_eq!(code(&run), 3, "{}", stderr(&run));
     let err = stderr(&run);
     assert!(err.contains("a.jsonl: envelope at byte"), "{err}");
@@ -484,7 +473,7 @@ fn failures_and_problems_are_reported_without_plaintext() {
     fs::write(enc.join("sub/deeper/c.log"), &log).unwrap();
     let mut resume = args.to_vec();
     resume.push("--resume");
-    let run = fle(&root(), &resume);
+    let run = fle(root(), &resume);
     assert_eq!(code(&run), 0, "{}", stderr(&run));
     assert!(
         stderr(&run).contains("2 done, 0 failed, 2 already done"),
@@ -496,7 +485,7 @@ fn failures_and_problems_are_reported_without_plaintext() {
     // --on-error redact: written, exit 3, warnings on stderr.
     fs::write(enc.join("a.jsonl"), &damaged).unwrap();
     let run = fle(
-        &root(),
+        root(),
         &[
             "decrypt",
             "--private-key",
@@ -550,7 +539,7 @@ fn sigkill_mid_job_then_resume_matches_an_uninterrupted_run() {
     };
     let reference = dir.path().join("reference");
     let run = fle(
-        &root(),
+        root(),
         &job(&reference)
             .iter()
             .map(String::as_str)
@@ -559,9 +548,8 @@ fn sigkill_mid_job_then_resume_matches_an_uninterrupted_run() {
     assert_eq!(code(&run), 0, "{}", stderr(&run));
 
     let out = dir.path().join("out");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fle"))
+    let mut child = fle_command(root())
         .args(job(&out))
-        .current_dir(root())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -600,13 +588,13 @@ fn sigkill_mid_job_then_resume_matches_an_uninterrupted_run() {
     // Without --resume the job refuses to start over the interrupted one.
     let args = job(&out);
     let plain: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = fle(&root(), &plain);
+    let run = fle(root(), &plain);
     assert_eq!(code(&run), 2);
     assert!(stderr(&run).contains("--resume"), "{}", stderr(&run));
 
     let mut resume = plain.clone();
     resume.extend(["--resume", "--json"]);
-    let run = fle(&root(), &resume);
+    let run = fle(root(), &resume);
     assert_eq!(code(&run), 0, "{}", stderr(&run));
     let sum = summary(&run.stdout);
     assert_eq!(sum["inputs_skipped"], 1, "{sum}");
@@ -638,7 +626,7 @@ fn resume_permissions_manifest_and_loose_csv() {
     fs::create_dir_all(&out).unwrap();
     fs::write(out.join("a.csv"), "PRECIOUS").unwrap();
     let run = fle(
-        &root(),
+        root(),
         &[
             "decrypt",
             "--private-key",
@@ -670,12 +658,12 @@ fn resume_permissions_manifest_and_loose_csv() {
         s(&manifest),
         "--json",
     ];
-    let run = fle(&root(), &args);
+    let run = fle(root(), &args);
     assert_eq!(code(&run), 3, "{}", stderr(&run));
     assert!(manifest.exists());
     fs::write(enc.join("b.csv"), &b_good).unwrap();
     args.push("--resume");
-    let run = fle(&root(), &args);
+    let run = fle(root(), &args);
     assert_eq!(code(&run), 0, "{}", stderr(&run));
     assert_eq!(summary(&run.stdout)["inputs"], 2);
     assert_eq!(fs::read_to_string(enc.join("b.csv")).unwrap(), "Ann\n");

@@ -9,14 +9,10 @@ use std::time::Duration;
 
 use common::*;
 
-#[path = "../decryptor/tests/support/kms_wire.rs"]
-#[allow(dead_code)]
-mod kms_wire;
-
 const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/fle-cli";
 
 fn fle(args: &[&str], stdin: &str) -> Output {
-    run_fle(&root(), args, stdin)
+    run_fle(root(), args, stdin)
 }
 
 /// `fle encrypt` with the demo public key: these fields, these extra arguments.

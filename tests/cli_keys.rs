@@ -8,10 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-#[path = "../decryptor/tests/support/kms_wire.rs"]
-#[allow(dead_code)]
-mod kms_wire;
-
 fn fle(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     run_fle(dir, args, stdin)
 }

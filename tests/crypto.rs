@@ -195,7 +195,9 @@ fn wrong_key_tampering_and_bad_lengths_are_errors() {
 fn private_key_parsing_errors() {
     assert!(OaepPrivateKey::from_pem("").is_err());
     assert!(OaepPrivateKey::from_pem(&read(&fixture("keys/rsa-2048.pub.pem"))).is_err());
-    let pkcs1 = std::process::Command::new("openssl")
+    require!(Tool::OpenSsl);
+    let pkcs1 = Tool::OpenSsl
+        .command()
         .args(["rsa", "-traditional", "-in"])
         .arg(fixture("keys/rsa-2048.key.pem"))
         .output()

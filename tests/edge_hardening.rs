@@ -587,6 +587,7 @@ fn fle_encrypt_event() {
 
 #[test]
 fn lambda_edge_package() {
+    require!(Tool::Node);
     let cases = cases();
     for (extra, group) in by_config(&cases) {
         let dir = tempfile::tempdir().unwrap();
@@ -605,6 +606,7 @@ fn lambda_edge_package() {
 /// size limit) and the largest body forwarded.
 #[test]
 fn lambda_edge_package_memory() {
+    require!(Tool::Node);
     let dir = tempfile::tempdir().unwrap();
     let (package, _, _) =
         build_lambda_edge_package(dir.path(), &config("max_encrypted_values = 100000"));

@@ -151,6 +151,7 @@ fn fle_encrypt_event_refuses_bad_patterns() {
 
 #[test]
 fn lambda_edge_package() {
+    require!(Tool::Node);
     let dir = tempfile::tempdir().unwrap();
     let (package, _, _) = build_lambda_edge_package(dir.path(), &config(RULES));
     let cases = cases("insensitive");

@@ -153,6 +153,7 @@ fn seeds(target: &str) -> Vec<(String, Value)> {
 
 #[test]
 fn fuzz_seeds_give_the_same_verdict_natively_and_in_the_lambda_edge_package() {
+    require!(Tool::Node);
     let config = format!(
         "[[keys]]\nid = \"01\"\npublic_key = {:?}\n[edge]\nkey = \"01\"\n{EDGE_TABLE}",
         root().join("keys/demo-01.pub.pem").to_str().unwrap(),

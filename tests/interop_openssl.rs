@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use fle_shared::{backend, envelope, MarkerPair, ScanItem};
 
@@ -14,6 +12,7 @@ fn pkeyutl(args: &[&str], key: &std::path::Path, input: &[u8]) -> Vec<u8> {
 
 #[test]
 fn openssl_decrypts_what_every_backend_encrypts() {
+    require!(Tool::OpenSsl);
     for bits in SIZES {
         let (private_path, _) = key_paths(bits);
         let (_, public) = key_pair(bits);
@@ -35,6 +34,7 @@ fn openssl_decrypts_what_every_backend_encrypts() {
 
 #[test]
 fn we_decrypt_what_openssl_encrypts() {
+    require!(Tool::OpenSsl);
     for bits in SIZES {
         let (_, public_path) = key_paths(bits);
         let (private, public) = key_pair(bits);
@@ -66,6 +66,7 @@ fn we_decrypt_what_openssl_encrypts() {
 /// format is plain base64 of a plain RSA-OAEP ciphertext, nothing fle-specific inside.
 #[test]
 fn envelope_payload_is_plain_base64_for_openssl() {
+    require!(Tool::OpenSsl);
     let (private_path, public) = key_paths(2048);
     let ring = keyring(fle_shared::RsaPublicKey::from_pem(&read(&public)).unwrap());
     let enc = fle_shared::FieldEncryptor::new(&ring, backend::default_backend()).unwrap();
@@ -81,7 +82,8 @@ fn envelope_payload_is_plain_base64_for_openssl() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("b64"), format!("{payload}\n")).unwrap();
-    let out = Command::new("openssl")
+    let out = Tool::OpenSsl
+        .command()
         .args(["base64", "-d", "-A", "-in"])
         .arg(dir.path().join("b64"))
         .output()

@@ -50,6 +50,7 @@ fn openssl_decrypt(envelope_payload: &str, key: &Path) -> Vec<u8> {
 
 #[test]
 fn lambda_edge_package_under_node() {
+    require!(Tool::Node, Tool::OpenSsl);
     let dir = tempfile::tempdir().unwrap();
     let package = build_package(dir.path());
     let keyring = Keyring::from_toml_file(dir.path().join("fle.toml")).unwrap();

@@ -13,10 +13,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::*;
 
-#[path = "../decryptor/tests/support/kms_wire.rs"]
-#[allow(dead_code)]
-mod kms_wire;
-
 const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/fle-logs";
 const SECRETS: [&str; 3] = ["Zanzibar-Quokka", "987-65-4321", "4111111111111111"];
 
@@ -27,7 +23,7 @@ fn fle_traced(args: &[&str], stdin: &str, format: Option<&str>) -> Output {
     if let Some(f) = format {
         env.push(("FLE_LOG_FORMAT", f));
     }
-    run_fle_with(&root(), args, stdin, &env)
+    run_fle_with(root(), args, stdin, &env)
 }
 
 /// Every way a secret could appear in a log.

@@ -12,7 +12,7 @@ use fle_decryptor::{
     decrypt_all, BudgetError, DecryptConfig, DecryptFuture, Decryptor, ErrorClass, KeyProvider,
     KmsBudget, LocalKeyProvider, Mode, OnError, ProviderError, RetryPolicy,
 };
-use fle_shared::{backend, Envelope, FieldEncryptor, KeyEntry, Keyring, OaepPrivateKey, Plaintext};
+use fle_shared::{backend, Envelope, FieldEncryptor, KeyEntry, Keyring, Plaintext};
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
@@ -222,12 +222,7 @@ async fn permits_bound_calls_across_documents_sharing_a_budget() {
         }
     }
 
-    let pem = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../keys/demo-01.key.pem"
-    ))
-    .unwrap();
-    let private = OaepPrivateKey::from_pem(&pem).unwrap();
+    let private = fle_test_support::demo_private_key();
     let keyring = Arc::new(
         Keyring::new(vec![KeyEntry::new(
             "01".parse().unwrap(),

@@ -2,7 +2,6 @@
 //! behind a counting provider standing in for KMS: types restored, strings re-escaped, the
 //! reference design's two defects impossible, error policies, positions, no plaintext in errors.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -17,9 +16,7 @@ use fle_shared::{backend, Envelope, KeyEntry, OaepPrivateKey};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use fle_test_support::root;
 
 const KEYRING: &str = "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
                        [[keys]]\nid = \"02\"\npublic_key = \"tests/fixtures/keys/rsa-3072.pub.pem\"\n";

@@ -2,12 +2,11 @@
 //! envelopes open through KMS `Decrypt` (RSAES_OAEP_SHA_256) for 2048/3072/4096-bit keys, and
 //! every error class comes back classified.
 
-mod support;
-
 use fle_decryptor::{ErrorClass, KeyProvider, KmsKeyProvider, ProviderError};
 use fle_edge_encryptor::{EdgeConfig, EdgeEncryptor, Outcome};
 use fle_shared::{backend, Envelope, FieldEncryptor, KeyEntry, Keyring, RsaPublicKey, ScanItem};
-use support::localstack::{kms_client_for, LocalStack};
+use fle_test_support::localstack::{kms_client_for, LocalStack};
+use fle_test_support::{require, root, Tool};
 
 async fn create_key(
     client: &aws_sdk_kms::Client,
@@ -58,6 +57,7 @@ fn failed(result: Result<fle_shared::Plaintext, ProviderError>) -> (ErrorClass, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_decrypts_what_fle_encrypts_and_classifies_errors() {
+    require!(Tool::LocalStack);
     let localstack = LocalStack::start();
     let client = localstack.kms_client();
     let provider = KmsKeyProvider::new(client.clone());
@@ -117,11 +117,7 @@ async fn kms_decrypts_what_fle_encrypts_and_classifies_errors() {
     let edge =
         EdgeEncryptor::new(edge_keyring.clone(), config, backend::default_backend()).unwrap();
     let event: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/events/reference-3x6.json"
-        ))
-        .unwrap(),
+        &std::fs::read_to_string(root().join("tests/fixtures/events/reference-3x6.json")).unwrap(),
     )
     .unwrap();
     let Outcome::Forward { request, .. } = edge.handle_event(&event) else {
@@ -248,6 +244,7 @@ fn client_as(endpoint: &str, account: &str) -> aws_sdk_kms::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_account_key_through_an_assumed_role() {
+    require!(Tool::LocalStack);
     use fle_decryptor::{
         AssumeRole, Decryptor, KmsConfig, KmsSettings, KmsSettingsError, Mode, OnError,
         SecretSource,

@@ -2,9 +2,6 @@
 //! client: every envelope of a document in flight at once up to the bound, duplicates once,
 //! injected throttling / 5xx / connection resets retried, permanent errors not retried.
 
-mod support;
-
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +10,12 @@ use fle_decryptor::{
     DecryptPolicy, Decryptor, DocumentError, ErrorClass, KmsKeyProvider, Mode, OnError,
     ProblemKind, ProviderError, RateLimiter,
 };
-use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, OaepPrivateKey};
-use support::kms_wire::{Fault, KmsWire};
-use support::localstack::kms_client_for;
+use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring};
+use fle_test_support::demo_private_key as private_key;
+use fle_test_support::kms_wire::{Fault, KmsWire};
+use fle_test_support::localstack::kms_client_for;
 
 const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-demo";
-
-fn private_key() -> OaepPrivateKey {
-    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    OaepPrivateKey::from_pem(&std::fs::read_to_string(root.join("keys/demo-01.key.pem")).unwrap())
-        .unwrap()
-}
 
 fn keyring(kms_key_id: &str) -> Keyring {
     let entry = KeyEntry::new("01".parse().unwrap(), private_key().public_key().clone())

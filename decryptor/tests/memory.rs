@@ -6,7 +6,6 @@
 //! variable) that reads its own high-water mark (`VmHWM` in /proc/self/status) when done, so
 //! cases do not see each other's peaks. Run with `--nocapture` to see the figures.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -19,9 +18,7 @@ const DOC: usize = 16 << 20;
 /// Variable naming the case a child runs.
 const CASE_VAR: &str = "FLE_MEMORY_CASE";
 
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use fle_test_support::root;
 
 fn vm_hwm() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();

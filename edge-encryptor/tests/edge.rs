@@ -10,13 +10,13 @@ const DEMO_PRIVATE: &str = include_str!("../../keys/demo-01.key.pem");
 const REFERENCE_FIELDS: &str = r#"["fname", "lname", "email", "ssn", "dob", "phone"]"#;
 
 fn edge_with(extra: &str, backend: &dyn Backend) -> EdgeEncryptor {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = fle_test_support::root();
     let toml = format!(
         "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
          [[keys]]\nid = \"02\"\npublic_key = \"tests/fixtures/keys/rsa-3072.pub.pem\"\n\
          [edge]\nkey = \"01\"\n{extra}"
     );
-    EdgeEncryptor::from_toml_str(&toml, &dir, backend).unwrap()
+    EdgeEncryptor::from_toml_str(&toml, dir, backend).unwrap()
 }
 
 fn make_edge(extra: &str) -> EdgeEncryptor {
@@ -61,14 +61,7 @@ fn json_event(body: &str) -> Value {
 /// Decrypts every envelope in `text` with the demo key (key 01) and the 3072 fixture (key 02).
 fn decrypt_all(edge: &EdgeEncryptor, text: &str) -> Vec<Vec<u8>> {
     let k01 = OaepPrivateKey::from_pem(DEMO_PRIVATE).unwrap();
-    let k02 = OaepPrivateKey::from_pem(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/keys/rsa-3072.key.pem"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let (k02, _) = fle_test_support::key_pair(3072);
     edge.keyring()
         .scanner()
         .scan_str(text)
@@ -296,11 +289,11 @@ fn unparseable_bodies_and_content_types() {
     assert_eq!(rejected(edge.handle_event(&latin1)).0, 415);
 
     // There is no policy that forwards them: "pass" was removed.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = fle_test_support::root();
     let err = EdgeEncryptor::from_toml_str(
         "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
          [edge]\nkey = \"01\"\nfields = [\"ssn\"]\non_unparseable = \"pass\"\n",
-        &dir,
+        dir,
         backend::default_backend(),
     )
     .unwrap_err();

@@ -13,12 +13,12 @@ const RULES: &str = r#"uris = ["/signup", "/api/*"]
 exclude_uris = ["/api/health"]"#;
 
 fn edge(extra: &str) -> Result<EdgeEncryptor, String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = fle_test_support::root();
     let toml = format!(
         "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\
          [edge]\nkey = \"01\"\nfields = [\"ssn\"]\n{extra}\n"
     );
-    EdgeEncryptor::from_toml_str(&toml, &dir, backend::default_backend()).map_err(|e| e.to_string())
+    EdgeEncryptor::from_toml_str(&toml, dir, backend::default_backend()).map_err(|e| e.to_string())
 }
 
 fn event(method: &str, uri: &str) -> Value {

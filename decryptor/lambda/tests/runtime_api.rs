@@ -5,7 +5,7 @@
 //! in the KMS mode, the test suite's KMS-wire-compatible server.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,17 +14,8 @@ use fle_edge_encryptor::EdgeEncryptor;
 use fle_shared::{backend, OaepPrivateKey};
 use serde_json::{json, Value};
 
-#[allow(dead_code)]
-#[path = "../../tests/support/kms_wire.rs"]
-mod kms_wire;
-#[path = "../../../tests/support/runtime_api.rs"]
-mod runtime_api;
-
-use runtime_api::{fake_runtime, Posted};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use fle_test_support::runtime_api::{fake_runtime, Posted};
+use fle_test_support::{kms_wire, root};
 
 fn demo_private_key() -> PathBuf {
     root().join("keys/demo-01.key.pem")
@@ -46,7 +37,7 @@ fn edge(fields: &str) -> EdgeEncryptor {
         "{}[edge]\nkey = \"01\"\nfields = [{fields}, {{ name = \"b\", key = \"02\" }}]\n",
         keyring_01_02()
     );
-    EdgeEncryptor::from_toml_str(&toml, &root(), backend::default_backend()).unwrap()
+    EdgeEncryptor::from_toml_str(&toml, root(), backend::default_backend()).unwrap()
 }
 
 fn encrypt_json(edge: &EdgeEncryptor, doc: &str) -> String {

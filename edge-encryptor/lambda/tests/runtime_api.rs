@@ -3,16 +3,11 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-#[path = "../../../tests/support/runtime_api.rs"]
-mod runtime_api;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use fle_test_support::{root, runtime_api};
 
 fn start(config: &Path, api: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_fle-edge-lambda"))

@@ -1,6 +1,6 @@
 //! A Lambda Runtime API served on loopback, for the tests that run the real Lambda binaries
 //! (`fle-edge-lambda`, `fle-decrypt-lambda`): queued events on `GET .../invocation/next`, every
-//! posted response or error reported back to the test. Included with `#[path]`.
+//! posted response or error reported back to the test.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,8 +1,9 @@
 //! A real LocalStack (KMS and STS) on a free loopback port, started and stopped by the test.
 //!
 //! The interpreter comes from `FLE_LOCALSTACK_PYTHON` (the test command installs LocalStack into
-//! `target/test-env/localstack`). Everything LocalStack would fetch from outside (TLS
-//! certificate, analytics, DNS server) is disabled: traffic stays on 127.0.0.1.
+//! `target/test-env/localstack`); tests start with `require!(Tool::LocalStack)`. Everything
+//! LocalStack would fetch from outside (TLS certificate, analytics, DNS server) is disabled:
+//! traffic stays on 127.0.0.1.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,10 +23,11 @@ pub struct LocalStack {
 impl LocalStack {
     /// Starts LocalStack and waits until it answers its health check (at most 120 s).
     pub fn start() -> LocalStack {
-        let python = std::env::var("FLE_LOCALSTACK_PYTHON").unwrap_or_else(|_| {
+        let python = crate::tools::Tool::LocalStack.program().unwrap_or_else(|| {
             panic!(
                 "FLE_LOCALSTACK_PYTHON is not set: run ./scripts/test-all.sh, which installs LocalStack \
-                 into target/test-env/localstack and sets it"
+                 into target/test-env/localstack and sets it (start the test with \
+                 `require!(Tool::LocalStack)` to skip it instead)"
             )
         });
         let port = TcpListener::bind("127.0.0.1:0")
@@ -53,7 +55,7 @@ impl LocalStack {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {python}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.to_string_lossy()));
         let mut ls = LocalStack {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),

@@ -1,0 +1,135 @@
+//! The external helpers some tests need, found once per process.
+//!
+//! A test that needs one starts with [`require!`](crate::require) (or [`require`]): when the
+//! tool is missing, a one-line message goes to stderr and the test returns early (it passes), so
+//! a plain `cargo test` works on a machine without them. With `FLE_REQUIRE_ALL=1` (set by
+//! `scripts/test-all.sh`, the README's test command) a missing tool fails the test instead.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// An external helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tool {
+    /// `$FLE_PYTHON`: Python with pyca/cryptography (and pycryptodome, boto3 for the
+    /// benchmarks' peers): `target/test-env/venv`. Required to be set; no fallback.
+    Python,
+    /// `$FLE_LOCALSTACK_PYTHON`: Python with LocalStack: `target/test-env/localstack`.
+    LocalStack,
+    /// Node.js 20 or later: `$FLE_NODE`, else `node` on `PATH`.
+    Node,
+    /// The openssl command line: `$FLE_OPENSSL`, else `openssl` on `PATH`.
+    OpenSsl,
+}
+
+impl Tool {
+    /// Every tool.
+    pub const ALL: [Tool; 4] = [Tool::Python, Tool::LocalStack, Tool::Node, Tool::OpenSsl];
+
+    /// The variable that names the program.
+    pub fn var(self) -> &'static str {
+        match self {
+            Tool::Python => "FLE_PYTHON",
+            Tool::LocalStack => "FLE_LOCALSTACK_PYTHON",
+            Tool::Node => "FLE_NODE",
+            Tool::OpenSsl => "FLE_OPENSSL",
+        }
+    }
+
+    /// The program to run: the variable's value, else (`node`, `openssl`) the name on `PATH`.
+    /// `None` for the Python tools when their variable is unset.
+    pub fn program(self) -> Option<OsString> {
+        match std::env::var_os(self.var()).filter(|v| !v.is_empty()) {
+            Some(p) => Some(p),
+            None => match self {
+                Tool::Python | Tool::LocalStack => None,
+                Tool::Node => Some("node".into()),
+                Tool::OpenSsl => Some("openssl".into()),
+            },
+        }
+    }
+
+    /// A command for the tool. Panics when it is not configured: call [`require`] first.
+    pub fn command(self) -> Command {
+        let program = self
+            .program()
+            .unwrap_or_else(|| panic!("{} is not set: {}", self.var(), self.install_hint()));
+        Command::new(program)
+    }
+
+    /// Whether the tool runs (checked once per process).
+    pub fn available(self) -> bool {
+        static FOUND: [OnceLock<bool>; 4] = [const { OnceLock::new() }; 4];
+        *FOUND[self as usize].get_or_init(|| self.probe())
+    }
+
+    fn probe(self) -> bool {
+        let Some(program) = self.program() else {
+            return false;
+        };
+        let args: &[&str] = match self {
+            Tool::Python => &["-c", "import cryptography"],
+            Tool::LocalStack => &["-c", "import localstack"],
+            Tool::Node => &["--version"],
+            Tool::OpenSsl => &["version"],
+        };
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// What is missing, in a few words.
+    fn missing(self) -> String {
+        match self {
+            Tool::Python => format!(
+                "{} (Python with cryptography) not set or not working",
+                self.var()
+            ),
+            Tool::LocalStack => format!(
+                "{} (Python with LocalStack) not set or not working",
+                self.var()
+            ),
+            Tool::Node => format!("node not found (PATH, or {})", self.var()),
+            Tool::OpenSsl => format!("openssl not found (PATH, or {})", self.var()),
+        }
+    }
+
+    fn install_hint(self) -> &'static str {
+        "scripts/test-all.sh installs it"
+    }
+}
+
+/// Whether `tool` is available. When it is not: prints `skipped: <what>; scripts/test-all.sh
+/// installs it` on stderr (straight to the stream, past the test harness's capture) and
+/// returns `false`, or panics when `FLE_REQUIRE_ALL=1`.
+pub fn require(tool: Tool) -> bool {
+    if tool.available() {
+        return true;
+    }
+    let what = format!("{}; {}", tool.missing(), tool.install_hint());
+    if std::env::var_os("FLE_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("FLE_REQUIRE_ALL=1 but {what}");
+    }
+    let thread = std::thread::current();
+    let test = match thread.name() {
+        Some(name) if name != "main" => format!("{name}: "),
+        _ => String::new(),
+    };
+    let _ = writeln!(std::io::stderr(), "{test}skipped: {what}");
+    false
+}
+
+/// [`require`] for each tool; `true` when all are available (every missing one is reported).
+pub fn require_all(tools: &[Tool]) -> bool {
+    let mut all = true;
+    for &tool in tools {
+        all &= require(tool);
+    }
+    all
+}
