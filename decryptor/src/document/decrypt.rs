@@ -1,0 +1,126 @@
+//! Step 2 of the flow, decrypting: the envelopes a call wants (collected by the walks over its
+//! sites, in document order), decrypted together through the engine ([`decrypt_all`]: each
+//! distinct envelope once, within the decryptor's [`KmsBudget`](crate::KmsBudget)), and their
+//! results handed back to the rendering pass in the same order.
+
+use fle_shared::scan::ScanItem;
+use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext};
+
+use super::report::Report;
+use super::sites::Rule;
+use super::{Action, Decryptor, OnError};
+use crate::engine::decrypt_all;
+use crate::provider::ProviderError;
+
+impl Decryptor {
+    /// Decrypts every envelope `work` wants together, and hands their results to it.
+    pub(super) async fn decrypt_wanted(&self, work: &mut Work<'_>) {
+        let wanted = std::mem::take(&mut work.wanted);
+        let refs: Vec<(&KeyEntry, &Envelope)> = wanted.iter().map(|(k, e)| (*k, e)).collect();
+        let in_flight = self.in_flight.unwrap_or(self.budget.concurrency());
+        let results = decrypt_all(&*self.provider, &self.budget, in_flight, &refs).await;
+        drop(refs);
+        drop(wanted);
+        work.results = results.into_iter().map(Some).collect();
+    }
+}
+
+/// The state of one call across its passes. The passes see the same sites and candidates in
+/// the same order, so results are matched to envelopes by counting, and nothing is kept per
+/// site or per candidate: memory stays a small multiple of the document whatever it holds.
+pub(super) struct Work<'a> {
+    pub(super) keyring: &'a Keyring,
+    pub(super) scanner: &'a fle_shared::Scanner,
+    /// The re-encryption target, whose envelopes are kept as they are.
+    pub(super) target: Option<&'a KeyId>,
+    pub(super) on_error: OnError,
+    pub(super) action: Action<'a>,
+    /// Envelopes to decrypt, in document order.
+    pub(super) wanted: Vec<(&'a KeyEntry, Envelope)>,
+    /// Under [`OnError::Fail`], a candidate that fails the call was found: nothing after it is
+    /// needed.
+    pub(super) stopped: bool,
+    /// A member name holds an envelope to decrypt.
+    pub(super) names_wanted: bool,
+    /// Their results, taken as rendering reaches them.
+    pub(super) results: Vec<Option<Result<Plaintext, ProviderError>>>,
+    /// The next result.
+    pub(super) cursor: usize,
+    pub(super) report: Report,
+}
+
+impl<'a> Work<'a> {
+    /// The state of a call doing `action` under `on_error` with `keyring`'s keys.
+    pub(super) fn new(keyring: &'a Keyring, action: Action<'a>, on_error: OnError) -> Self {
+        Work {
+            keyring,
+            scanner: keyring.scanner(),
+            target: match action {
+                Action::Reencrypt(to) => Some(to.id()),
+                Action::Decrypt | Action::Verify => None,
+            },
+            on_error,
+            action,
+            wanted: Vec::new(),
+            stopped: false,
+            names_wanted: false,
+            results: Vec::new(),
+            cursor: 0,
+            report: Report::default(),
+        }
+    }
+
+    /// Whether `item` (of a site `len` bytes long under `rule`) is an envelope to decrypt:
+    /// every pass asks this of the same candidates.
+    pub(super) fn wants(
+        &self,
+        rule: Rule,
+        len: usize,
+        item: &ScanItem<'_>,
+    ) -> Option<&'a KeyEntry> {
+        let ScanItem::Envelope(found) = item else {
+            return None;
+        };
+        if rule.refusal(&found.span, len).is_some() {
+            return None;
+        }
+        let keyring: &'a Keyring = self.keyring;
+        keyring
+            .get(found.key)
+            .filter(|key| Some(key.id()) != self.target)
+    }
+
+    /// The collecting pass: notes `item` if it is to be decrypted. `len` is that of its site
+    /// (unused for text items, which are sites of their own).
+    pub(super) fn collect(&mut self, rule: Rule, len: usize, item: &ScanItem<'_>) -> bool {
+        if self.stopped {
+            return false;
+        }
+        if let ScanItem::Malformed(bad) = item {
+            // The first problem fails the call: later envelopes need no provider call.
+            if self.on_error == OnError::Fail && rule.refusal(&bad.span, len).is_none() {
+                self.stopped = true;
+            }
+            return false;
+        }
+        match (self.wants(rule, len, item), item) {
+            (Some(key), ScanItem::Envelope(found)) => {
+                self.wanted.push((key, found.envelope.clone()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The result for the next wanted envelope: taken, or (`peek`) a copy.
+    pub(super) fn next_result(&mut self, peek: bool) -> Option<Result<Plaintext, ProviderError>> {
+        let slot = self.results.get_mut(self.cursor);
+        self.cursor += 1;
+        let slot = slot?;
+        if peek {
+            slot.clone()
+        } else {
+            slot.take()
+        }
+    }
+}
