@@ -4,7 +4,12 @@
 //!
 //! - **marker-free** — ~64 MB of realistic ~200-byte records with no envelope (a `#` here and
 //!   there), with `--private-key keys/demo-01.key.pem`: the cost of streaming, splitting,
-//!   scanning and writing, in MB/s (`Throughput::Bytes`);
+//!   scanning and writing, in MB/s (`Throughput::Bytes`); in the same group and run, on the
+//!   same input file and into the same output directory, two baselines spawned the same way:
+//!   `cat FILE > DIR/cat.jsonl` (no fsync) and `dd if=FILE of=DIR/dd.jsonl bs=1M conv=fsync`
+//!   (fsync of the output, as `fle` does: the fair one). After the group the bench prints
+//!   (stderr) the median wall time of each process and the ratios `fle` MB/s ÷ `cat` MB/s
+//!   and ÷ `dd` MB/s;
 //! - **envelope-dense** — records of 4 distinct envelopes each (4000 envelopes, ~1.5 MB),
 //!   encrypted with the library (`FieldEncryptor`, `keys/demo-01.pub.pem`), opened by
 //!   `--config` against the test suite's KMS-wire server (`decryptor/tests/support/
@@ -29,13 +34,19 @@
 //! 64 MB output and the page cache of the machine's disk.
 //!
 //! Run: `cargo bench --bench batch` (~1 min). `cargo bench --bench batch -- --test` (CI) runs
-//! each benchmark once on small inputs (2 MB, 200 envelopes).
+//! each benchmark once on small inputs (2 MB, 200 envelopes). `cargo bench --bench batch --
+//! marker` runs only the marker-free group (fle, cat and dd).
+//!
+//! A/B against another build: `FLE_BENCH_BIN=/abs/path/to/fle cargo bench --bench batch`
+//! runs that `fle` binary instead of the one built with the bench (`CARGO_BIN_EXE_fle`); the
+//! path must be absolute. The binary in use is printed at start. `scripts/bench-batch-ab.sh`
+//! alternates two binaries this way.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey};
@@ -176,9 +187,25 @@ fn aws_env(command: &mut Command) {
         .env_remove("AWS_PROFILE");
 }
 
+/// The `fle` binary under test: `FLE_BENCH_BIN` (an absolute path) if set, else the one cargo
+/// built for this bench.
+fn fle_bin() -> PathBuf {
+    match std::env::var_os("FLE_BENCH_BIN") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_absolute(),
+                "FLE_BENCH_BIN must be an absolute path: {path:?}"
+            );
+            path
+        }
+        None => PathBuf::from(env!("CARGO_BIN_EXE_fle")),
+    }
+}
+
 /// `fle decrypt KEYS... INPUT --out OUT --overwrite --json EXTRA...`; returns the summary.
 fn fle_decrypt(keys: &[&str], input: &Path, out: &Path, extra: &[&str]) -> Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fle"));
+    let mut command = Command::new(fle_bin());
     command
         .arg("decrypt")
         .args(keys)
@@ -188,15 +215,7 @@ fn fle_decrypt(keys: &[&str], input: &Path, out: &Path, extra: &[&str]) -> Value
         .args(["--overwrite", "--json"])
         .args(extra);
     aws_env(&mut command);
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_ok(&mut command);
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "{command:?}: stdout is not one JSON summary ({e}): {}",
@@ -230,6 +249,78 @@ fn report(name: &str, summaries: &[Value]) {
     );
 }
 
+/// Runs a baseline process (stdout to `stdout` if given) and checks that it succeeded.
+fn baseline(command: &mut Command, stdout: Option<&Path>) {
+    command.stdout(match stdout {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    });
+    run_ok(command);
+}
+
+/// Runs `command` to completion; panics with its stderr unless it succeeded.
+fn run_ok(command: &mut Command) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// User + system CPU time of the waited-for children of this process so far, in seconds
+/// (`/proc/self/stat`, Linux only; 10 ms resolution at 100 ticks/s).
+fn children_cpu() -> Option<f64> {
+    thread_local! {
+        static TICKS: f64 = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0);
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name; cutime and cstime are fields 16 and 17 of stat(5).
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks: f64 = fields.get(13)?.parse::<f64>().ok()? + fields.get(14)?.parse::<f64>().ok()?;
+    Some(ticks / TICKS.with(|t| *t))
+}
+
+/// Wall and CPU (user + system) times of each run of one process.
+#[derive(Default)]
+struct Times {
+    wall: RefCell<Vec<f64>>,
+    cpu: RefCell<Vec<f64>>,
+}
+
+impl Times {
+    /// Runs `f` (which spawns and waits for one process), recording its times.
+    fn run(&self, f: impl FnOnce()) {
+        let cpu = children_cpu();
+        let start = Instant::now();
+        f();
+        self.wall.borrow_mut().push(start.elapsed().as_secs_f64());
+        if let (Some(before), Some(after)) = (cpu, children_cpu()) {
+            self.cpu.borrow_mut().push(after - before);
+        }
+    }
+
+    /// Median wall and CPU seconds.
+    fn medians(&self) -> Option<(f64, f64)> {
+        let median = |v: &RefCell<Vec<f64>>| {
+            let mut v = v.borrow().clone();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        (!self.wall.borrow().is_empty()).then(|| (median(&self.wall), median(&self.cpu)))
+    }
+}
+
 fn write_input(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -244,10 +335,28 @@ fn bench_marker_free(c: &mut Criterion) {
     let out = dir.path().join("out");
     let key = root().join("keys/demo-01.key.pem");
     let keys = ["--private-key", key.to_str().unwrap()];
+    eprintln!("fle binary under test: {}", fle_bin().display());
     // The output is the input, byte for byte.
     let first = fle_decrypt(&keys, &input, &out, &[]);
     assert_eq!(first["envelopes"], 0, "{first}");
     assert!(std::fs::read_to_string(out.join("orders.jsonl")).unwrap() == text);
+    // The baselines, on the same input, into the same directory.
+    let cat_out = out.join("cat.jsonl");
+    let dd_out = out.join("dd.jsonl");
+    let cat = || baseline(Command::new("cat").arg(&input), Some(&cat_out));
+    let dd = || {
+        baseline(
+            Command::new("dd")
+                .arg(format!("if={}", input.display()))
+                .arg(format!("of={}", dd_out.display()))
+                .args(["bs=1M", "conv=fsync", "status=none"]),
+            None,
+        )
+    };
+    cat();
+    dd();
+    assert!(std::fs::read(&cat_out).unwrap() == text.as_bytes());
+    assert!(std::fs::read(&dd_out).unwrap() == text.as_bytes());
 
     let summaries = RefCell::new(vec![first]);
     let mut group = c.benchmark_group("fle decrypt --out, JSON Lines");
@@ -256,15 +365,55 @@ fn bench_marker_free(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(8));
-    let name = format!("marker-free {} MB, --private-key", text.len() >> 20);
+    let mb = text.len() >> 20;
+    let name = format!("marker-free {mb} MB, --private-key");
+    let (fle_times, cat_times, dd_times) = (Times::default(), Times::default(), Times::default());
     group.bench_function(&name, |b| {
         b.iter(|| {
-            let summary = fle_decrypt(&keys, &input, &out, &[]);
-            summaries.borrow_mut().push(summary);
+            fle_times.run(|| {
+                let summary = fle_decrypt(&keys, &input, &out, &[]);
+                summaries.borrow_mut().push(summary);
+            })
         })
     });
+    group.bench_function(
+        format!("marker-free {mb} MB, cat FILE > OUT (no fsync)"),
+        |b| b.iter(|| cat_times.run(cat)),
+    );
+    group.bench_function(
+        format!("marker-free {mb} MB, dd bs=1M conv=fsync FILE to OUT"),
+        |b| b.iter(|| dd_times.run(dd)),
+    );
     group.finish();
+    let Some(fle) = fle_times.medians() else {
+        return; // filtered out
+    };
     report(&name, &summaries.borrow());
+    // Process times measured here (start-up included), the same way for all three.
+    let mb = text.len() as f64 / 1e6;
+    for (label, times) in [
+        ("fle", &fle_times),
+        ("cat (no fsync)", &cat_times),
+        ("dd conv=fsync", &dd_times),
+    ] {
+        let Some((wall, cpu)) = times.medians() else {
+            continue;
+        };
+        let ratio = if label == "fle" {
+            String::new()
+        } else {
+            format!(
+                "; fle MB/s / {label} MB/s = {:.3}",
+                (mb / fle.0) / (mb / wall)
+            )
+        };
+        eprintln!(
+            "marker-free, {label}: median of {} runs: wall {wall:.3} s = {:.1} MB/s, \
+             CPU (user+sys) {cpu:.2} s{ratio}",
+            times.wall.borrow().len(),
+            mb / wall,
+        );
+    }
 }
 
 fn bench_dense(c: &mut Criterion) {
