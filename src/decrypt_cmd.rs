@@ -362,7 +362,8 @@ fn run(
         Ok(match ended {
             Ok((ended, _)) => ExitCode::from(ended.exit_status()),
             Err(e) => {
-                eprintln!("fle: {e}");
+                // Job errors may quote file names and a manifest's contents: escaped.
+                eprintln!("fle: {}", fle_batch::report::escape(&e.to_string()));
                 ExitCode::from(e.exit_status())
             }
         })

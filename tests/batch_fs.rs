@@ -490,3 +490,64 @@ fn csv_formulas_are_neutralised_on_request() {
         "a,b,c,d,e\n\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",\"'+1\",\"'-5\",\"'@SUM(A1)\",plain\n"
     );
 }
+
+#[test]
+fn planted_manifests_and_setuid_bits_are_refused() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    // In place keeps the input's permission bits, never setuid/setgid/sticky.
+    let input = t.path().join("x.jsonl");
+    fs::write(&input, jsonl(&edge, 1)).unwrap();
+    fs::set_permissions(&input, fs::Permissions::from_mode(0o6755)).unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&input),
+        "--in-place",
+    ]);
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert_eq!(
+        fs::metadata(&input).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    assert!(read(&input).contains(SECRET));
+
+    // A manifest this user did not write as the job writes it is not trusted: a planted one
+    // could mark inputs done (the job would exit 0 having processed nothing).
+    let (enc, out) = (t.path().join("enc"), t.path().join("out"));
+    fs::create_dir_all(&enc).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    fs::write(enc.join("a.jsonl"), jsonl(&edge, 1)).unwrap();
+    let forged = out.join(".fle-manifest.json");
+    fs::write(&forged, r#"{"version":2,"job":"x","inputs":{}}"#).unwrap();
+    fs::set_permissions(&forged, fs::Permissions::from_mode(0o644)).unwrap();
+    let args = [
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc),
+        "--out",
+        s(&out),
+        "--resume",
+    ];
+    let run = fle(&args);
+    assert_eq!(code(&run), 2, "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("accessible to other users"),
+        "{}",
+        stderr(&run)
+    );
+    if fle_batch::fsafe::effective_uid() == 0 {
+        fs::set_permissions(&forged, fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&forged, Some(1000), Some(1000)).unwrap();
+        let run = fle(&args);
+        assert_eq!(code(&run), 2, "{}", stderr(&run));
+        assert!(
+            stderr(&run).contains("owned by another user"),
+            "{}",
+            stderr(&run)
+        );
+    }
+    assert!(!out.join("a.jsonl").exists());
+}

@@ -53,6 +53,8 @@ pub enum Unsafe {
     HardLinked,
     /// A file readable or writable by others (not one this job created).
     NotOwnerOnly,
+    /// A file owned by another user (not one this job created).
+    NotOwned,
 }
 
 impl std::fmt::Display for Unsafe {
@@ -62,6 +64,7 @@ impl std::fmt::Display for Unsafe {
             Unsafe::NotRegular => "is not a regular file",
             Unsafe::HardLinked => "has other hard links",
             Unsafe::NotOwnerOnly => "is accessible to other users",
+            Unsafe::NotOwned => "is owned by another user",
         })
     }
 }
@@ -272,7 +275,7 @@ impl Dir {
     }
 
     /// Reopens the job's own temporary file `name` to continue it: it must be a regular,
-    /// owner-only file with a single link.
+    /// owner-only file with a single link, owned by this process's effective user.
     pub fn reopen_own(&self, name: &OsStr) -> Result<File, FsError> {
         let fd = rustix::fs::openat(
             &self.fd,
@@ -282,16 +285,15 @@ impl Dir {
         )
         .map_err(|e| link_or(self, name, e))?;
         let file = File::from(fd);
-        let m = file.metadata()?;
-        if !m.is_file() {
-            return Err(FsError::Unsafe(Unsafe::NotRegular));
-        }
-        if m.nlink() != 1 {
-            return Err(FsError::Unsafe(Unsafe::HardLinked));
-        }
-        if m.mode() & 0o077 != 0 {
-            return Err(FsError::Unsafe(Unsafe::NotOwnerOnly));
-        }
+        check_own(&file)?;
+        Ok(file)
+    }
+
+    /// Opens a file this job wrote earlier (its manifest) for reading, with the checks of
+    /// [`Dir::reopen_own`].
+    pub fn open_own_read(&self, name: &OsStr) -> Result<File, FsError> {
+        let file = self.open_read(name)?;
+        check_own(&file)?;
         Ok(file)
     }
 
@@ -314,6 +316,30 @@ impl Dir {
     pub fn sync(&self) {
         let _ = rustix::fs::fsync(self.fd.as_fd());
     }
+}
+
+/// A file the job itself created: regular, one link, owner-only, owned by the effective user
+/// (root opens anyone's 0600 file: the owner check is what stops a planted one).
+fn check_own(file: &File) -> Result<(), FsError> {
+    let m = file.metadata()?;
+    if !m.is_file() {
+        return Err(FsError::Unsafe(Unsafe::NotRegular));
+    }
+    if m.nlink() != 1 {
+        return Err(FsError::Unsafe(Unsafe::HardLinked));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(FsError::Unsafe(Unsafe::NotOwnerOnly));
+    }
+    if m.uid() != effective_uid() {
+        return Err(FsError::Unsafe(Unsafe::NotOwned));
+    }
+    Ok(())
+}
+
+/// This process's effective user id.
+pub fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// The last component of `path` as a name to use below its directory, and that directory.
@@ -398,6 +424,15 @@ mod tests {
             dir.reopen_own(OsStr::new("r")),
             Err(FsError::Unsafe(Unsafe::NotOwnerOnly))
         ));
+        if effective_uid() == 0 {
+            // Root can plant a file as another user: owner-only and singly linked, but not ours.
+            drop(dir.create_new(OsStr::new("theirs")).unwrap());
+            std::os::unix::fs::chown(t.path().join("theirs"), Some(1000), Some(1000)).unwrap();
+            assert!(matches!(
+                dir.reopen_own(OsStr::new("theirs")),
+                Err(FsError::Unsafe(Unsafe::NotOwned))
+            ));
+        }
         symlink(t.path().join("r"), t.path().join("s")).unwrap();
         assert!(matches!(
             dir.reopen_own(OsStr::new("s")),

@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{BatchError, ManifestProblem};
 use crate::fsafe::{self, Dir, Identity};
 
+/// Largest manifest read (about 200,000 inputs).
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// Manifest file format version (2: key-material job ids, input inode).
 const VERSION: u32 = 2;
 
@@ -118,14 +121,22 @@ impl Manifest {
         let (dir, name) = fsafe::split(path).map_err(|e| BatchError::io("reading", path, e))?;
         let dir = Dir::open(dir).map_err(|e| BatchError::io("reading", path, e))?;
         let mut text = String::new();
-        dir.open_read(name)
+        // A manifest is trusted only if this user wrote it: owned, owner-only, one link
+        // (a planted one could mark inputs done or skip records), and not absurdly large.
+        dir.open_own_read(name)
             .map_err(|e| BatchError::fs("reading the manifest", path, e))?
+            .take(MAX_MANIFEST_BYTES + 1)
             .read_to_string(&mut text)
             .map_err(|e| BatchError::io("reading the manifest", path, e))?;
         let problem = |problem| BatchError::Manifest {
             path: path.to_owned(),
             problem,
         };
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(problem(ManifestProblem::Damaged(format!(
+                "larger than {MAX_MANIFEST_BYTES} bytes"
+            ))));
+        }
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| problem(ManifestProblem::Damaged(e.to_string())))?;
         if manifest.version != VERSION {

@@ -379,7 +379,8 @@ fn walk(
             }
         } else if let Some(m) = skip.manifest.filter(|m| {
             let own = m.file_name().unwrap_or_default().to_string_lossy();
-            text.starts_with(&*own) && canonical.as_ref().is_some_and(|d| d.join(&*own) == *m)
+            let tmp = format!("{own}.tmp");
+            (text == own || text == tmp) && canonical.as_ref().is_some_and(|d| d.join(&*own) == *m)
         }) {
             // The job's own manifest or its temporary copy.
             let _ = m;

@@ -243,10 +243,14 @@ fn job_id(job: &Job<'_>, args: &Options) -> String {
     id
 }
 
-/// Opens a unit's input: a file found by a walk is opened without following a link put in
-/// its place since; a file the user named is opened as named (in place, links were refused).
+/// Opens a unit's input: a file found by a walk, or replaced in place, is opened without
+/// following a link put in its place since (and without blocking on a FIFO); a file the user
+/// named for `--out` or stdout is opened as named.
 fn open_input(unit: &Unit, source: &Path) -> Result<File, BatchError> {
-    if unit.walked {
+    let in_place =
+        matches!(&unit.dest, Dest::File(d) if Some(d.as_path()) == unit.source.as_deref());
+    // In place, a link put where a named input was is not followed either.
+    if unit.walked || in_place {
         let (dir, name) = fsafe::split(source).map_err(|e| BatchError::io("opening", source, e))?;
         Dir::open(dir)
             .map_err(FsError::Io)
@@ -543,16 +547,20 @@ fn commit(
         .into_inner()
         .map_err(|e| BatchError::io("writing", tmp, e.into_error()))?;
     if args.in_place {
-        let perms = input
+        // The input's permission bits, never setuid, setgid or sticky, and only when the input
+        // is the job user's own: another user's file (planted in a shared directory) must not
+        // hand its permissions, world-readable ones say, to plaintext. Otherwise 0600 stays.
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = input
             .metadata()
-            .map_err(|e| BatchError::io("reading", source, e))?
-            .permissions();
-        file.set_permissions(perms)
-            .map_err(|e| BatchError::io("writing", tmp, e))?;
+            .map_err(|e| BatchError::io("reading", source, e))?;
+        if m.uid() == fsafe::effective_uid() {
+            file.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o777))
+                .map_err(|e| BatchError::io("writing", tmp, e))?;
+        }
     }
     file.sync_all()
         .map_err(|e| BatchError::io("writing", tmp, e))?;
-    drop(file);
     // Records appended (or the file rewritten) while the job read it would be lost by the
     // rename: the input must be the same file, same size, same modification time, both
     // through the open handle and under its name.
@@ -572,6 +580,19 @@ fn commit(
         counts: all.clone(),
         ..start.clone()
     };
+    // The temporary name must still be the file written: something renamed in its place
+    // would be committed instead, the plaintext left elsewhere.
+    let written_file = Identity::of(&file).map_err(|e| BatchError::io("reading", tmp, e))?;
+    let under_name = dir
+        .identity(tmp_name)
+        .map_err(|e| BatchError::fs("reading", tmp, e))?;
+    if under_name.dev_ino != written_file.dev_ino {
+        return Err(BatchError::Unsafe {
+            path: tmp.to_owned(),
+            what: crate::fsafe::Unsafe::NotOwned,
+        });
+    }
+    drop(file);
     manifest.inputs.insert(unit.name.clone(), entry);
     save(manifest)?;
     dir.rename(tmp_name, dest_name)

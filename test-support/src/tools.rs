@@ -1,6 +1,6 @@
 //! The external helpers some tests need, found once per process.
 //!
-//! A test that needs one starts with [`require!`](crate::require) (or [`require`]): when the
+//! A test that needs one starts with [`require!`](crate::require!) (or [`require`]): when the
 //! tool is missing, a one-line message goes to stderr and the test returns early (it passes), so
 //! a plain `cargo test` works on a machine without them. With `FLE_REQUIRE_ALL=1` (set by
 //! `scripts/test-all.sh`, the README's test command) a missing tool fails the test instead.
