@@ -50,11 +50,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey};
+use fle_test_support::kms_wire;
 use serde_json::Value;
-
-#[path = "../decryptor/tests/support/kms_wire.rs"]
-#[allow(dead_code)]
-mod kms_wire;
 
 const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/fle-batch-bench";
 const RTT: Duration = Duration::from_millis(20);

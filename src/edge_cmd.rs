@@ -144,7 +144,7 @@ pub fn encrypt(
 }
 
 /// The backend a name stands for.
-pub fn backend_for(choice: crate::BackendChoice) -> &'static dyn fle_shared::Backend {
+pub fn backend_for(choice: crate::BackendChoice) -> &'static dyn fle_shared::backend::Backend {
     match choice {
         crate::BackendChoice::AwsLc => &backend::aws_lc::AwsLcBackend,
         crate::BackendChoice::Rustcrypto => &backend::rustcrypto::RustCryptoBackend,

@@ -111,7 +111,7 @@ pub enum BackendChoice {
 
 impl BackendChoice {
     /// The backend this names.
-    pub fn backend(self) -> &'static dyn fle_shared::Backend {
+    pub fn backend(self) -> &'static dyn fle_shared::backend::Backend {
         edge_cmd::backend_for(self)
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use fle_shared::{backend, envelope, MarkerPair, ScanItem};
+use fle_shared::{backend, write_v1, MarkerPair, ScanItem};
 
 fn pkeyutl(args: &[&str], key: &std::path::Path, input: &[u8]) -> Vec<u8> {
     openssl_oaep(args, key, input)
@@ -46,7 +46,7 @@ fn we_decrypt_what_openssl_encrypts() {
             // The same ciphertext as an envelope, written and found again.
             let markers = MarkerPair::default_for(&"01".parse().unwrap());
             let mut text = String::from("x ");
-            envelope::write_v1(&markers, &ct, &mut text);
+            write_v1(&markers, &ct, &mut text);
             let ring = keyring(public.clone());
             let Some(ScanItem::Envelope(found)) = ring.scanner().scan_str(&text).next() else {
                 panic!("envelope not found")

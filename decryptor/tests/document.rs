@@ -395,7 +395,7 @@ proptest! {
 /// Found in review: each of these once slipped past the policy or the field restriction.
 #[test]
 fn hostile_plaintexts_and_markers_stay_under_the_policy() {
-    use fle_shared::key::{Marker, MarkerPair};
+    use fle_shared::{Marker, MarkerPair};
     let pem = std::fs::read_to_string(root().join("keys/demo-01.key.pem")).unwrap();
     let private = OaepPrivateKey::from_pem(&pem).unwrap();
     // A prefix with a '/', which PHP-style serialisers write as "\/".

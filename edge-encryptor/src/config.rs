@@ -271,6 +271,7 @@ impl EdgeConfig {
 
 /// A content type the edge refuses outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContentTypeError {
     /// A charset other than UTF-8.
     #[error("only UTF-8 bodies can be encrypted")]
@@ -728,7 +729,7 @@ pub enum ConfigError {
     Keyring(#[from] fle_shared::KeyringError),
     /// The crypto backend refused a key of the keyring.
     #[error(transparent)]
-    Backend(#[from] fle_shared::BackendError),
+    Backend(#[from] fle_shared::backend::BackendError),
 }
 
 impl From<toml::de::Error> for ConfigError {

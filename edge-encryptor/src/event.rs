@@ -2,7 +2,11 @@
 //!
 //! Event shape (Lambda@Edge): `Records[0].cf.request` with `method`, `uri`, `headers`
 //! (lowercase name → `[{key, value}]`) and, when the association includes the body,
-//! `body: {inputTruncated, action, encoding: "base64" | "text", data}`.
+//! `body: {inputTruncated, action, encoding: "base64" | "text", data}`. [`OriginRequest`] is a
+//! typed view of that object borrowing from the event; the handler forwards the event's own
+//! object, so members the view does not model (`clientIp`, `origin`, …) pass through unchanged.
+
+use std::borrow::Cow;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -59,7 +63,8 @@ impl Outcome {
 #[non_exhaustive]
 pub enum Rejection {
     /// 500 `invalid_event`: not a CloudFront origin-request event, or one without a method, a
-    /// URI, a body encoding or with a body that is not valid base64.
+    /// URI, a body encoding, with a body that is not valid base64 or with a malformed member
+    /// ([`EventError`]).
     InvalidEvent,
     /// 400 `invalid_uri`: a covered request whose path holds a NUL, a control character or a
     /// malformed escape ([`UriError`]).
@@ -209,6 +214,12 @@ impl From<&UriError> for Rejection {
     }
 }
 
+impl From<&EventError> for Rejection {
+    fn from(_: &EventError) -> Self {
+        Rejection::InvalidEvent
+    }
+}
+
 impl From<&ContentTypeError> for Rejection {
     fn from(e: &ContentTypeError) -> Self {
         match e {
@@ -238,6 +249,12 @@ impl From<BodyError> for Refusal {
     }
 }
 
+impl From<EventError> for Refusal {
+    fn from(e: EventError) -> Self {
+        Refusal::new(Rejection::from(&e), e.to_string())
+    }
+}
+
 impl From<UriError> for Refusal {
     fn from(e: UriError) -> Self {
         Refusal::new(Rejection::from(&e), e.to_string())
@@ -253,13 +270,309 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
-fn header<'v>(request: &'v Value, name: &str) -> Option<&'v str> {
-    request
-        .get("headers")?
-        .get(name)?
-        .get(0)?
-        .get("value")?
-        .as_str()
+/// Why an event is not a usable origin-request event: answered with 500
+/// [`Rejection::InvalidEvent`]. Messages name members of the event, never their values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// Not `{"Records": [{"cf": {"request": {...}}}]}` with an object as the request.
+    #[error("not a CloudFront origin-request event")]
+    NotOriginRequest,
+    /// `method` missing, null or not a string.
+    #[error("origin-request event without a method")]
+    NoMethod,
+    /// `uri` missing, null or not a string.
+    #[error("origin-request event without a uri")]
+    NoUri,
+    /// A body without `encoding` (missing or null).
+    #[error("origin-request event without a body encoding")]
+    NoBodyEncoding,
+    /// A body whose `encoding` is neither `"base64"` nor `"text"`.
+    #[error("origin-request event with a body encoding other than base64 or text")]
+    UnknownBodyEncoding,
+    /// A body with `encoding: "base64"` whose `data` is not valid (padded, standard) base64.
+    #[error("origin-request event without a valid base64 body")]
+    InvalidBase64,
+    /// A member of the wrong JSON type (`querystring` not a string, a header not
+    /// `[{key, value}]`, …); names the member.
+    #[error("origin-request event with a malformed {0}")]
+    Malformed(&'static str),
+}
+
+/// A typed, borrowed view of the `request` object of a CloudFront origin-request event: every
+/// string borrows from the event, nothing is copied. Members the view does not model
+/// (`clientIp`, `origin`, …) stay in the event object, which is what the handler forwards.
+///
+/// ```
+/// use fle_edge_encryptor::{BodyEncoding, OriginRequest};
+///
+/// let event = serde_json::json!({"Records": [{"cf": {"request": {
+///     "method": "POST", "uri": "/signup", "querystring": "a=1", "clientIp": "203.0.113.1",
+///     "headers": {"content-type": [{"key": "Content-Type", "value": "application/json"}]},
+///     "body": {"inputTruncated": false, "action": "read-only", "encoding": "text",
+///              "data": "{}"}}}}]});
+/// let request = OriginRequest::from_event(&event)?;
+/// assert_eq!((request.method(), request.uri(), request.querystring()), ("POST", "/signup", "a=1"));
+/// assert_eq!(request.headers().get("content-type").unwrap().value, "application/json");
+/// let body = request.body().unwrap();
+/// assert_eq!(body.encoding()?, BodyEncoding::Text);
+/// assert_eq!(&*body.decode()?, b"{}");
+/// # Ok::<(), fle_edge_encryptor::EventError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OriginRequest<'a> {
+    method: &'a str,
+    uri: &'a str,
+    querystring: &'a str,
+    headers: Headers<'a>,
+    body: Option<RequestBody<'a>>,
+}
+
+impl<'a> OriginRequest<'a> {
+    /// Reads the request of an event (`{"Records": [{"cf": {"request": ...}}]}`).
+    pub fn from_event(event: &'a Value) -> Result<Self, EventError> {
+        let request = event
+            .pointer("/Records/0/cf/request")
+            .ok_or(EventError::NotOriginRequest)?;
+        Self::from_value(request)
+    }
+
+    /// Reads a `request` object. `method` and `uri` are required; `querystring`, `headers` and
+    /// `body` may be missing or null; every member present must have its documented type.
+    pub fn from_value(request: &'a Value) -> Result<Self, EventError> {
+        RequestLine::from_value(request)?.complete()
+    }
+
+    /// The HTTP method, as CloudFront spells it (`"POST"`).
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The URI path (`"/api/people"`), as received: not decoded, not normalised.
+    pub fn uri(&self) -> &'a str {
+        self.uri
+    }
+
+    /// The query string without the `?`; empty when there is none.
+    pub fn querystring(&self) -> &'a str {
+        self.querystring
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> Headers<'a> {
+        self.headers
+    }
+
+    /// The body, when the event includes one (the function is associated with "include
+    /// body"; without it a request body is invisible to the edge).
+    pub fn body(&self) -> Option<RequestBody<'a>> {
+        self.body
+    }
+}
+
+/// `method` and `uri`, which decide whether the rules cover a request, read before anything
+/// else of it (see [`EdgeEncryptor::handle_request`]).
+struct RequestLine<'a> {
+    object: &'a Map<String, Value>,
+    method: &'a str,
+    uri: &'a str,
+}
+
+impl<'a> RequestLine<'a> {
+    fn from_value(request: &'a Value) -> Result<Self, EventError> {
+        let object = request.as_object().ok_or(EventError::NotOriginRequest)?;
+        let string = |name| object.get(name).and_then(Value::as_str);
+        Ok(RequestLine {
+            object,
+            method: string("method").ok_or(EventError::NoMethod)?,
+            uri: string("uri").ok_or(EventError::NoUri)?,
+        })
+    }
+
+    /// The whole view: the other members, checked.
+    fn complete(self) -> Result<OriginRequest<'a>, EventError> {
+        let member = |name| self.object.get(name).filter(|v| !v.is_null());
+        let querystring = match member("querystring") {
+            None => "",
+            Some(v) => v.as_str().ok_or(EventError::Malformed("querystring"))?,
+        };
+        let headers = Headers::from_value(member("headers"))?;
+        let body = member("body").map(RequestBody::from_value).transpose()?;
+        Ok(OriginRequest {
+            method: self.method,
+            uri: self.uri,
+            querystring,
+            headers,
+            body,
+        })
+    }
+}
+
+/// The `headers` of a request: lowercase name → `[{key, value}]`, borrowed from the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Headers<'a> {
+    map: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Headers<'a> {
+    fn from_value(value: Option<&'a Value>) -> Result<Self, EventError> {
+        let Some(value) = value else {
+            return Ok(Headers::default());
+        };
+        let malformed = EventError::Malformed("headers");
+        let map = value.as_object().ok_or(malformed)?;
+        for entries in map.values() {
+            let entries = entries.as_array().ok_or(malformed)?;
+            if !entries.iter().all(|e| Header::from_value(e).is_some()) {
+                return Err(malformed);
+            }
+        }
+        Ok(Headers { map: Some(map) })
+    }
+
+    /// The entries of a header; `name` in lowercase, as CloudFront writes the names.
+    fn entries(&self, name: &str) -> &'a [Value] {
+        self.map
+            .and_then(|m| m.get(name))
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The first entry of a header (`name` in lowercase), if it has one.
+    pub fn get(&self, name: &str) -> Option<Header<'a>> {
+        self.entries(name).first().and_then(Header::from_value)
+    }
+
+    /// Every entry of a header (`name` in lowercase), in order.
+    pub fn get_all(&self, name: &str) -> impl Iterator<Item = Header<'a>> + 'a {
+        self.entries(name).iter().filter_map(Header::from_value)
+    }
+
+    /// Every entry of every header: `(lowercase name, entry)`, in the event's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Header<'a>)> + 'a {
+        self.map.into_iter().flatten().flat_map(|(name, entries)| {
+            entries
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter_map(move |e| Some((name.as_str(), Header::from_value(e)?)))
+        })
+    }
+
+    /// How many header names there are.
+    pub fn len(&self) -> usize {
+        self.map.map_or(0, Map::len)
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One header entry: `{"key": "Content-Type", "value": "application/json"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Header<'a> {
+    /// The name as the viewer spelled it; optional in the event format.
+    pub key: Option<&'a str>,
+    /// The value.
+    pub value: &'a str,
+}
+
+impl<'a> Header<'a> {
+    fn from_value(entry: &'a Value) -> Option<Self> {
+        let entry = entry.as_object()?;
+        let key = match entry.get("key") {
+            None | Some(Value::Null) => None,
+            Some(key) => Some(key.as_str()?),
+        };
+        Some(Header {
+            key,
+            value: entry.get("value")?.as_str()?,
+        })
+    }
+}
+
+/// How the `data` of a body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BodyEncoding {
+    /// `"base64"`: standard alphabet, padded.
+    Base64,
+    /// `"text"`: the body itself.
+    Text,
+}
+
+/// The `body` of a request: `{inputTruncated, action, encoding, data}`, borrowed from the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestBody<'a> {
+    input_truncated: bool,
+    action: Option<&'a str>,
+    encoding: Option<&'a str>,
+    data: &'a str,
+}
+
+impl<'a> RequestBody<'a> {
+    fn from_value(body: &'a Value) -> Result<Self, EventError> {
+        let object = body.as_object().ok_or(EventError::Malformed("body"))?;
+        let member = |name| object.get(name).filter(|v| !v.is_null());
+        let string = |name, what| {
+            member(name)
+                .map(|v| v.as_str().ok_or(EventError::Malformed(what)))
+                .transpose()
+        };
+        Ok(RequestBody {
+            input_truncated: member("inputTruncated")
+                .map(|v| {
+                    v.as_bool()
+                        .ok_or(EventError::Malformed("body.inputTruncated"))
+                })
+                .transpose()?
+                .unwrap_or(false),
+            action: string("action", "body.action")?,
+            encoding: string("encoding", "body.encoding")?,
+            data: string("data", "body.data")?.unwrap_or(""),
+        })
+    }
+
+    /// `inputTruncated`: CloudFront cut the body (over 1 MB). False when missing.
+    pub fn input_truncated(&self) -> bool {
+        self.input_truncated
+    }
+
+    /// `action` (`"read-only"` or `"replace"`), if present.
+    pub fn action(&self) -> Option<&'a str> {
+        self.action
+    }
+
+    /// `encoding`: an error when missing or not one of the two CloudFront uses.
+    pub fn encoding(&self) -> Result<BodyEncoding, EventError> {
+        match self.encoding {
+            Some("base64") => Ok(BodyEncoding::Base64),
+            Some("text") => Ok(BodyEncoding::Text),
+            Some(_) => Err(EventError::UnknownBodyEncoding),
+            None => Err(EventError::NoBodyEncoding),
+        }
+    }
+
+    /// `data` as in the event (base64 or text); empty when missing.
+    pub fn data(&self) -> &'a str {
+        self.data
+    }
+
+    /// The body's bytes: borrowed from the event for a text body, decoded for base64.
+    pub fn decode(&self) -> Result<Cow<'a, [u8]>, EventError> {
+        match self.encoding()? {
+            BodyEncoding::Text => Ok(Cow::Borrowed(self.data.as_bytes())),
+            BodyEncoding::Base64 => STANDARD
+                .decode(self.data)
+                .map(Cow::Owned)
+                .map_err(|_| EventError::InvalidBase64),
+        }
+    }
 }
 
 impl EdgeEncryptor {
@@ -267,14 +580,16 @@ impl EdgeEncryptor {
     pub fn handle_event(&self, event: &Value) -> Outcome {
         match event.pointer("/Records/0/cf/request") {
             Some(request) => self.handle_request(request),
-            None => respond(Refusal::new(
-                Rejection::InvalidEvent,
-                "not a CloudFront origin-request event",
-            )),
+            None => respond(EventError::NotOriginRequest.into()),
         }
     }
 
     /// Handles the `request` object of an origin-request event.
+    ///
+    /// Whether the rules cover the request is decided from `method` and `uri` alone, before the
+    /// rest is read: a request they do not cover is forwarded as it came, whatever the rest
+    /// holds. For a covered request the other members are read as an [`OriginRequest`] and must
+    /// be well formed ([`EventError`]).
     pub fn handle_request(&self, request: &Value) -> Outcome {
         match self.try_handle(request) {
             Ok(outcome) => outcome,
@@ -283,77 +598,57 @@ impl EdgeEncryptor {
     }
 
     fn try_handle(&self, request: &Value) -> Result<Outcome, Refusal> {
-        let invalid = |what: &str| {
-            Refusal::new(
-                Rejection::InvalidEvent,
-                format!("origin-request event without {what}"),
-            )
-        };
-        let method = request
-            .get("method")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("a method"))?;
-        let uri = request
-            .get("uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("a uri"))?;
-        let applies = self.config.applies_to(method, uri)?;
+        let line = RequestLine::from_value(request)?;
+        let applies = self.config.applies_to(line.method, line.uri)?;
         if !applies {
             return Ok(Outcome::Forward {
                 request: request.clone(),
                 encrypted: 0,
             });
         }
-        let query = request
-            .get("querystring")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let new_query = crate::query::rewrite(query, &self.rules(), self.config.query)?;
-        let forward_unchanged = || {
-            let mut request = request.clone();
-            let mut encrypted = 0;
-            if let Some((query, count)) = &new_query {
-                request["querystring"] = Value::from(query.as_str());
-                encrypted = *count;
-            }
-            Ok(Outcome::Forward { request, encrypted })
+        let view = line.complete()?;
+        let new_query =
+            crate::query::rewrite(view.querystring(), &self.rules(), self.config.query)?;
+        let forward_unchanged = |new_query: Option<(String, usize)>| {
+            let (query, encrypted) = new_query.map_or((None, 0), |(q, n)| (Some(q), n));
+            Ok(Outcome::Forward {
+                request: rewritten(request, query, None),
+                encrypted,
+            })
         };
 
-        let Some(body) = request.get("body").filter(|b| !b.is_null()) else {
-            let has_body = header(request, "content-length").is_some_and(|l| l.trim() != "0")
-                || header(request, "transfer-encoding").is_some();
+        let Some(body) = view.body() else {
+            let headers = view.headers();
+            let has_body = headers
+                .get("content-length")
+                .is_some_and(|l| l.value.trim() != "0")
+                || headers.get("transfer-encoding").is_some();
             if has_body {
                 return Err(Refusal::new(
                     Rejection::BodyNotVisible,
                     "the request has a body but the event does not: associate the function with 'include body'",
                 ));
             }
-            return forward_unchanged();
+            return forward_unchanged(new_query);
         };
-        if body
-            .get("inputTruncated")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        if body.input_truncated() {
             return Err(Refusal::new(
                 Rejection::InputTruncated,
                 "the body is larger than CloudFront passes to the edge (1 MB) and cannot be encrypted",
             ));
         }
-        let data = body.get("data").and_then(Value::as_str).unwrap_or("");
-        let bytes = match body.get("encoding").and_then(Value::as_str) {
-            Some("base64") => STANDARD
-                .decode(data)
-                .map_err(|_| invalid("a valid base64 body"))?,
-            Some("text") => data.as_bytes().to_vec(),
-            _ => return Err(invalid("a body encoding")),
-        };
+        // Borrowed from the event for a text body; decoded once for base64.
+        let bytes = body.decode()?;
         if bytes.is_empty() {
-            return forward_unchanged();
+            return forward_unchanged(new_query);
         }
 
         let kind =
-            match header(request, "content-type").map(|ct| self.config.body_kind(ct)) {
+            match view
+                .headers()
+                .get("content-type")
+                .map(|ct| self.config.body_kind(ct.value))
+            {
                 Some(Ok(Some(kind))) => kind,
                 Some(Err(e)) => return Err(Refusal::new(Rejection::from(&e), e.to_string())),
                 Some(Ok(None)) | None => return Err(Refusal::new(
@@ -365,6 +660,7 @@ impl EdgeEncryptor {
             return Err(Refusal::new(Rejection::InvalidBody, "body is not UTF-8"));
         };
         let (new_body, mut encrypted) = self.encrypt_body(kind, text)?;
+        drop(bytes);
         if new_body.len() > self.config.max_body_bytes {
             return Err(Refusal::new(
                 Rejection::BodyTooLarge,
@@ -375,19 +671,48 @@ impl EdgeEncryptor {
                 ),
             ));
         }
-        let mut request = request.clone();
-        if let Some((query, count)) = new_query {
-            request["querystring"] = Value::from(query);
+        let query = new_query.map(|(query, count)| {
             encrypted += count;
-        }
+            query
+        });
         let mut new = Map::new();
         new.insert("inputTruncated".into(), Value::Bool(false));
         new.insert("action".into(), Value::from("replace"));
         new.insert("encoding".into(), Value::from("text"));
         new.insert("data".into(), Value::String(new_body));
-        request["body"] = Value::Object(new);
-        Ok(Outcome::Forward { request, encrypted })
+        Ok(Outcome::Forward {
+            request: rewritten(request, query, Some(Value::Object(new))),
+            encrypted,
+        })
     }
+}
+
+/// `request` with `querystring` and `body` replaced when given (in place, or appended when the
+/// member is missing) and every other member copied as it is. The replaced members are never
+/// copied: the old body is not duplicated only to be dropped.
+fn rewritten(request: &Value, query: Option<String>, body: Option<Value>) -> Value {
+    let Some(object) = request.as_object() else {
+        // `RequestLine::from_value` accepted only objects.
+        return request.clone();
+    };
+    let mut query = query.map(Value::String);
+    let mut body = body;
+    let mut out = Map::with_capacity(object.len() + 1);
+    for (name, value) in object {
+        let replacement = match name.as_str() {
+            "querystring" => query.take(),
+            "body" => body.take(),
+            _ => None,
+        };
+        out.insert(name.clone(), replacement.unwrap_or_else(|| value.clone()));
+    }
+    if let Some(query) = query {
+        out.insert("querystring".into(), query);
+    }
+    if let Some(body) = body {
+        out.insert("body".into(), body);
+    }
+    Value::Object(out)
 }
 
 fn respond(Refusal { rejection, message }: Refusal) -> Outcome {
@@ -488,6 +813,22 @@ mod tests {
         }
     }
 
+    /// Replaced members keep their place; missing ones are appended; the rest is copied.
+    #[test]
+    fn rewritten_replaces_in_place() {
+        let request = json!({"clientIp": "203.0.113.1", "body": {"data": "old"}, "uri": "/"});
+        let out = rewritten(&request, Some("q=1".into()), Some(json!({"data": "new"})));
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"clientIp":"203.0.113.1","body":{"data":"new"},"uri":"/","querystring":"q=1"}"#
+        );
+        assert_eq!(rewritten(&request, None, None), request);
+        assert_eq!(
+            Rejection::from(&EventError::Malformed("body")),
+            Rejection::InvalidEvent
+        );
+    }
+
     #[test]
     fn body_errors_map_to_codes() {
         let field = || "ssn".to_owned();
@@ -529,7 +870,7 @@ mod tests {
             (BodyError::Internal("bug"), "encryption_failed"),
             (
                 BodyError::Encrypt(fle_shared::EncryptError::Backend(
-                    fle_shared::BackendError::PlaintextTooLong { len: 1, limit: 0 },
+                    fle_shared::backend::BackendError::PlaintextTooLong { len: 1, limit: 0 },
                 )),
                 "encryption_failed",
             ),

@@ -54,6 +54,10 @@
 //!   `marker_injection`; valid JSON deeper than [`MAX_DEPTH`] → 400 `body_too_deep`.
 //! - Rules apply but the event carries no body while the request has one (the function was
 //!   associated without "include body") → 500: never forward what could not be seen.
+//! - The event is read through [`OriginRequest`], a typed view borrowing from it. Whether the
+//!   rules cover a request is decided from its method and URI before anything else is read;
+//!   a covered request whose members are missing or of the wrong type → 500 `invalid_event`
+//!   ([`EventError`]).
 //! - Forwarded requests get `body.action = "replace"`, `body.encoding = "text"`; every other
 //!   field of the request is untouched, and the body is byte for byte the same apart from the
 //!   encrypted values.
@@ -82,8 +86,11 @@ pub use config::{
     BodyKind, ConfigError, EdgeConfig, EdgeConfigBuilder, FieldRule, FieldSelector, MarkerPolicy,
     NameMatching, QueryPolicy, UnparseablePolicy, UriCase,
 };
-pub use event::{Outcome, Rejection};
-use fle_shared::{Backend, FieldEncryptor, Keyring};
+pub use event::{
+    BodyEncoding, EventError, Header, Headers, OriginRequest, Outcome, Rejection, RequestBody,
+};
+use fle_shared::backend::Backend;
+use fle_shared::{FieldEncryptor, Keyring};
 pub use uri::UriError;
 
 /// The edge encryptor: keyring, configuration and prepared keys. Build once (at module load),

@@ -3,7 +3,8 @@
 
 use base64::Engine;
 use fle_edge_encryptor::{EdgeEncryptor, Outcome, JSON_VALUE_TAG};
-use fle_shared::{backend, Backend, OaepPrivateKey, ScanItem};
+use fle_shared::backend::{self, Backend};
+use fle_shared::{OaepPrivateKey, ScanItem};
 use serde_json::{json, Value};
 
 const DEMO_PRIVATE: &str = include_str!("../../keys/demo-01.key.pem");
@@ -531,4 +532,230 @@ fn unicode_escapes_are_decoded_before_encryption() {
         String::from_utf8(plain[0].clone()).unwrap(),
         "Jö 🦀 \"q\" \\ / \n"
     );
+}
+
+#[test]
+fn typed_view_borrows_from_the_event() {
+    use fle_edge_encryptor::{BodyEncoding, EventError, OriginRequest};
+    use std::borrow::Cow;
+
+    let mut ev = event("POST", Some("application/json"), r#"{"ssn":"1"}"#, false);
+    ev["Records"][0]["cf"]["request"]["headers"]["x-multi"] =
+        json!([{"key": "X-Multi", "value": "a"}, {"value": "b"}]);
+    let request = OriginRequest::from_event(&ev).unwrap();
+    assert_eq!(request.method(), "POST");
+    assert_eq!(request.uri(), "/api/people");
+    assert_eq!(request.querystring(), "a=1");
+    let headers = request.headers();
+    assert_eq!(headers.len(), 3);
+    let ct = headers.get("content-type").unwrap();
+    assert_eq!(
+        (ct.key, ct.value),
+        (Some("Content-Type"), "application/json")
+    );
+    assert_eq!(
+        headers
+            .get_all("x-multi")
+            .map(|h| (h.key, h.value))
+            .collect::<Vec<_>>(),
+        [(Some("X-Multi"), "a"), (None, "b")]
+    );
+    assert_eq!(
+        headers
+            .iter()
+            .map(|(n, h)| (n, h.value))
+            .collect::<Vec<_>>(),
+        [
+            ("host", "api.example.com"),
+            ("content-type", "application/json"),
+            ("x-multi", "a"),
+            ("x-multi", "b")
+        ]
+    );
+    assert!(headers.get("content-length").is_none());
+    let body = request.body().unwrap();
+    assert!(!body.input_truncated());
+    assert_eq!(body.action(), Some("read-only"));
+    assert_eq!(body.encoding(), Ok(BodyEncoding::Text));
+    // A text body is borrowed from the event, not copied.
+    let data = ev["Records"][0]["cf"]["request"]["body"]["data"]
+        .as_str()
+        .unwrap();
+    assert_eq!(body.data().as_ptr(), data.as_ptr());
+    assert!(matches!(body.decode().unwrap(), Cow::Borrowed(b) if b.as_ptr() == data.as_ptr()));
+
+    let ev = json_event(r#"{"ssn":"1"}"#);
+    let body = OriginRequest::from_event(&ev).unwrap().body().unwrap();
+    assert_eq!(body.encoding(), Ok(BodyEncoding::Base64));
+    assert_eq!(&*body.decode().unwrap(), br#"{"ssn":"1"}"#);
+
+    // Optional members may be missing or null.
+    let bare =
+        json!({"method": "GET", "uri": "/", "querystring": null, "headers": null, "body": null});
+    let request = OriginRequest::from_value(&bare).unwrap();
+    assert_eq!(request.querystring(), "");
+    assert!(request.headers().is_empty() && request.body().is_none());
+
+    assert_eq!(
+        OriginRequest::from_event(&json!({"hello": 1})),
+        Err(EventError::NotOriginRequest)
+    );
+    assert_eq!(
+        OriginRequest::from_value(&json!({"uri": "/"})),
+        Err(EventError::NoMethod)
+    );
+    assert_eq!(
+        OriginRequest::from_value(&json!({"method": "GET", "uri": 1})),
+        Err(EventError::NoUri)
+    );
+}
+
+/// Members the view does not model, and the order of all members, are forwarded as they came:
+/// only `body` (and an encrypted query string) is replaced, in place.
+#[test]
+fn unknown_members_round_trip() {
+    let edge = make_edge(&format!(
+        "fields = {REFERENCE_FIELDS}\nquery = \"encrypt\"\n"
+    ));
+    let mut ev = json_event(r#"{"ssn": "123-45-6789", "plan": "gold"}"#);
+    let req = ev["Records"][0]["cf"]["request"].as_object_mut().unwrap();
+    req.insert("querystring".into(), json!("a=1&ssn=987"));
+    req.insert(
+        "x-future".into(),
+        json!({"nested": [1, 2.5, null, {"k": "v"}], "s": "\u{1f980}"}),
+    );
+    let original = ev["Records"][0]["cf"]["request"].clone();
+    let (request, n) = forwarded(edge.handle_event(&ev));
+    assert_eq!(n, 2);
+    let (a, b) = (original.as_object().unwrap(), request.as_object().unwrap());
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same members, same order"
+    );
+    for (name, value) in a {
+        match name.as_str() {
+            "body" => {
+                assert_eq!(b[name]["action"], "replace");
+                assert!(!b[name]["data"].as_str().unwrap().contains("6789"));
+            }
+            "querystring" => {
+                let q = b[name].as_str().unwrap();
+                assert!(
+                    q.starts_with("a=1&ssn=%2301%23") && !q.contains("987"),
+                    "{q}"
+                );
+            }
+            _ => assert_eq!(&b[name], value, "{name}"),
+        }
+    }
+    // Nothing to encrypt in the body: forwarded as it came, the query string still rewritten.
+    let mut ev = json_event("");
+    ev["Records"][0]["cf"]["request"]["querystring"] = json!("ssn=1");
+    let (request, n) = forwarded(edge.handle_event(&ev));
+    assert_eq!(n, 1);
+    assert_eq!(
+        request["body"], ev["Records"][0]["cf"]["request"]["body"],
+        "body untouched"
+    );
+    assert_ne!(request["querystring"], "ssn=1");
+}
+
+/// Coverage is decided from method and URI before anything else is read: a request the rules
+/// do not cover is forwarded as it came even when the rest is malformed; a covered one is 500
+/// `invalid_event`, naming the member and never its value.
+#[test]
+fn malformed_members_only_matter_when_covered() {
+    let edge = make_edge(&format!(
+        "fields = {REFERENCE_FIELDS}\nmethods = [\"POST\"]\n"
+    ));
+    let cases: [(&str, Value, &str); 9] = [
+        ("querystring", json!(["secret"]), "malformed querystring"),
+        ("headers", json!("secret"), "malformed headers"),
+        (
+            "headers",
+            json!({"content-type": {"value": "secret"}}),
+            "malformed headers",
+        ),
+        (
+            "headers",
+            json!({"content-type": [{"key": "Content-Type", "value": 7}]}),
+            "malformed headers",
+        ),
+        ("body", json!("secret"), "malformed body"),
+        (
+            "body",
+            json!({"inputTruncated": "secret", "encoding": "text", "data": ""}),
+            "malformed body.inputTruncated",
+        ),
+        (
+            "body",
+            json!({"encoding": "text", "data": {"secret": 1}}),
+            "malformed body.data",
+        ),
+        (
+            "body",
+            json!({"encoding": "secret", "data": "e30="}),
+            "body encoding other than base64 or text",
+        ),
+        (
+            "body",
+            json!({"encoding": "base64", "data": "secret!"}),
+            "without a valid base64 body",
+        ),
+    ];
+    for (member, value, message) in cases {
+        for (method, covered) in [("GET", false), ("POST", true)] {
+            let mut ev = json_event(r#"{"ssn":"1"}"#);
+            let req = &mut ev["Records"][0]["cf"]["request"];
+            req["method"] = json!(method);
+            req[member] = value.clone();
+            if covered {
+                let Outcome::Respond {
+                    rejection,
+                    message: m,
+                    ..
+                } = edge.handle_event(&ev)
+                else {
+                    panic!("{member}: {value} forwarded")
+                };
+                assert_eq!(rejection.code(), "invalid_event", "{member}: {value}");
+                assert!(m.contains(message) && !m.contains("secret"), "{m}");
+            } else {
+                let (request, n) = forwarded(edge.handle_event(&ev));
+                assert_eq!((&request, n), (&ev["Records"][0]["cf"]["request"], 0));
+            }
+        }
+    }
+    // The checks run in the order they always did: a truncated body is 413 whatever its
+    // encoding, a missing encoding is reported as such.
+    let mut ev = json_event(r#"{"ssn":"1"}"#);
+    ev["Records"][0]["cf"]["request"]["body"] =
+        json!({"inputTruncated": true, "encoding": "gzip", "data": "x"});
+    assert_eq!(rejected(edge.handle_event(&ev)).1, "input_truncated");
+    ev["Records"][0]["cf"]["request"]["body"] = json!({"data": "x"});
+    let Outcome::Respond { message, .. } = edge.handle_event(&ev) else {
+        panic!()
+    };
+    assert_eq!(message, "origin-request event without a body encoding");
+    // A method or URI that is not a string is refused before coverage can be decided.
+    for (member, message) in [
+        ("method", "origin-request event without a method"),
+        ("uri", "origin-request event without a uri"),
+    ] {
+        let mut ev = json_event(r#"{"ssn":"1"}"#);
+        ev["Records"][0]["cf"]["request"][member] = json!(1);
+        let Outcome::Respond {
+            rejection,
+            message: m,
+            ..
+        } = edge.handle_event(&ev)
+        else {
+            panic!()
+        };
+        assert_eq!((rejection.code(), m.as_str()), ("invalid_event", message));
+    }
+    let mut ev = json_event("");
+    ev["Records"][0]["cf"]["request"] = json!("secret");
+    assert_eq!(rejected(edge.handle_event(&ev)).1, "invalid_event");
 }

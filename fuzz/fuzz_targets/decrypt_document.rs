@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use fle_decryptor::{Action, Decryptor, Mode, OnError};
 use fle_shared::body::{form, FieldSelector};
-use fle_shared::envelope::write_v1;
+use fle_shared::write_v1;
 use fle_shared::{backend, FieldEncryptor, KeyEncryptor};
 use libfuzzer_sys::fuzz_target;
 

@@ -9,8 +9,8 @@
 use std::sync::OnceLock;
 
 use fle_fuzz::scan_key as key;
-use fle_shared::envelope::{is_payload_byte, write_v1, Envelope};
-use fle_shared::scan::{ScanKey, Scanner};
+use fle_shared::{is_payload_byte, write_v1, Envelope};
+use fle_shared::{ScanKey, Scanner};
 use fle_shared::{Keyring, ScanItem};
 use libfuzzer_sys::fuzz_target;
 

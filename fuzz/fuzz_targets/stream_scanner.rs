@@ -8,9 +8,9 @@
 use std::sync::OnceLock;
 
 use fle_fuzz::scan_key as key;
-use fle_shared::envelope::v1_envelope_len;
-use fle_shared::scan::Scanner;
-use fle_shared::stream::StreamScanner;
+use fle_shared::v1_envelope_len;
+use fle_shared::Scanner;
+use fle_shared::StreamScanner;
 use fle_shared::{Keyring, ScanItem};
 use libfuzzer_sys::fuzz_target;
 
@@ -96,7 +96,7 @@ fn check(scanner: &Scanner, cuts: &[u8], text: &[u8]) {
             );
             settled_early |= matches!(
                 item,
-                ScanItem::Malformed(m) if m.problem == fle_shared::scan::Problem::MissingSuffix
+                ScanItem::Malformed(m) if m.problem == fle_shared::MalformedReason::MissingSuffix
             );
             got.push(flat(item, region.offset));
         }

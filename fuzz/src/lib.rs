@@ -8,9 +8,9 @@ use fle_decryptor::{Decryptor, LocalKeyProvider, Mode, OnError};
 use fle_edge_encryptor::config::BodyKind;
 use fle_edge_encryptor::{EdgeEncryptor, MarkerPolicy, Outcome};
 use fle_shared::body::form;
-use fle_shared::scan::ScanKey;
+use fle_shared::backend::Backend;
 use fle_shared::{
-    Backend, KeyEntry, Keyring, Marker, MarkerPair, OaepPrivateKey, RsaPublicKey, ScanItem,
+    KeyEntry, Keyring, Marker, MarkerPair, OaepPrivateKey, RsaPublicKey, ScanItem, ScanKey,
 };
 use serde_json::{json, Value};
 

@@ -42,10 +42,10 @@ pub fn v1_envelope_len(markers: &MarkerPair, modulus_len: usize) -> usize {
 /// Appends a version-1 envelope for `ciphertext` to `out`, without intermediate allocation.
 ///
 /// ```
-/// use fle_shared::{envelope, KeyId, MarkerPair};
+/// use fle_shared::{write_v1, KeyId, MarkerPair};
 /// let markers = MarkerPair::default_for(&"01".parse::<KeyId>().unwrap());
 /// let mut out = String::from("x=");
-/// envelope::write_v1(&markers, &[0xfb, 0xff], &mut out);
+/// write_v1(&markers, &[0xfb, 0xff], &mut out);
 /// assert_eq!(out, "x=#01#+/8=#10#");
 /// ```
 pub fn write_v1(markers: &MarkerPair, ciphertext: &[u8], out: &mut String) {

@@ -1,25 +1,4 @@
-//! The keyring: which keys exist, their markers, public keys and KMS key ids.
-//!
-//! Loaded from TOML. The minimal file:
-//!
-//! ```toml
-//! [[keys]]
-//! id = "01"
-//! public_key = "keys/demo-01.pub.pem"   # PEM or DER SubjectPublicKeyInfo
-//! kms_key_id = "arn:aws:kms:us-east-1:111122223333:key/..."   # optional, for the decryptor
-//! ```
-//!
-//! Optional per key: `prefix` and `suffix` (default `#<id>#` and `#<id reversed>#`), and
-//! `public_key_pem` (the PEM text inline, instead of a `public_key` path). Relative paths are
-//! resolved against the directory of the TOML file. Other top-level tables (such as `[edge]`)
-//! belong to other components and are ignored here; unknown fields inside a `[[keys]]` entry are
-//! errors, so a typo never silently drops a setting.
-//!
-//! Every keyring upholds, checked when it is built:
-//! - at least one key; ids are unique;
-//! - keys are RSA 2048, 3072 or 4096 bits ([`RsaPublicKey`]);
-//! - markers are valid ([`Marker`]) and no marker of one key equals or is a prefix
-//!   of a marker of another key, so every envelope in a text belongs to exactly one key.
+//! The keyring ([`Keyring`]): its TOML form and invariants are documented on the type.
 
 use std::path::{Path, PathBuf};
 
@@ -84,7 +63,28 @@ impl KeyEntry {
     }
 }
 
-/// A validated set of keys. See the [module docs](self) for the file format and invariants.
+/// A validated set of keys: which keys exist, their markers, public keys and KMS key ids.
+///
+/// Loaded from TOML. The minimal file:
+///
+/// ```toml
+/// [[keys]]
+/// id = "01"
+/// public_key = "keys/demo-01.pub.pem"   # PEM or DER SubjectPublicKeyInfo
+/// kms_key_id = "arn:aws:kms:us-east-1:111122223333:key/..."   # optional, for the decryptor
+/// ```
+///
+/// Optional per key: `prefix` and `suffix` (default `#<id>#` and `#<id reversed>#`), and
+/// `public_key_pem` (the PEM text inline, instead of a `public_key` path). Relative paths are
+/// resolved against the directory of the TOML file. Other top-level tables (such as `[edge]`)
+/// belong to other components and are ignored here; unknown fields inside a `[[keys]]` entry are
+/// errors, so a typo never silently drops a setting.
+///
+/// Every keyring upholds, checked when it is built:
+/// - at least one key; ids are unique;
+/// - keys are RSA 2048, 3072 or 4096 bits ([`RsaPublicKey`]);
+/// - markers are valid ([`Marker`]) and no marker of one key equals or is a prefix
+///   of a marker of another key, so every envelope in a text belongs to exactly one key.
 #[derive(Debug, Clone)]
 pub struct Keyring {
     entries: Vec<KeyEntry>,

@@ -3,9 +3,9 @@
 //!
 //! A sensitive value becomes one **envelope**: the key's prefix, the standard base64 of its
 //! RSA-OAEP-SHA256 ciphertext, and the key's suffix (`#01#…#10#`), byte-compatible with the
-//! AWS reference design ([`envelope`]). A [`Keyring`] names the keys and their markers; a
+//! AWS reference design ([`Envelope`], [`write_v1`]). A [`Keyring`] names the keys and their markers; a
 //! [`Scanner`] finds envelopes in any text in one pass; a [`FieldEncryptor`] writes them using a
-//! crypto [`Backend`]; an [`OaepPrivateKey`] (aws-lc-rs) opens them locally, while production
+//! crypto [`backend::Backend`]; an [`OaepPrivateKey`] (aws-lc-rs) opens them locally, while production
 //! decryption goes through AWS KMS in `fle-decryptor`.
 //!
 //! ```
@@ -43,22 +43,30 @@ mod alphabet;
 pub mod backend;
 pub mod body;
 pub mod demo;
-pub mod encrypt;
-pub mod envelope;
-pub mod key;
-pub mod keyring;
+mod encrypt;
+mod envelope;
+mod key;
+mod keyring;
 #[cfg(feature = "aws-lc")]
-pub mod private_key;
-pub mod scan;
-pub mod secret;
-pub mod stream;
+mod private_key;
+mod scan;
+mod secret;
+mod stream;
 
-pub use backend::{Backend, BackendError, EncryptionKey};
 pub use encrypt::{EncryptError, FieldEncryptor, KeyEncryptor};
-pub use envelope::{Envelope, EnvelopeError};
-pub use key::{KeyId, KeyIdError, Marker, MarkerError, MarkerPair, PublicKeyError, RsaPublicKey};
+pub use envelope::{
+    is_payload_byte, v1_envelope_len, v1_payload_len, write_v1, Envelope, EnvelopeError,
+};
+pub use key::{
+    KeyId, KeyIdError, Marker, MarkerError, MarkerOverlap, MarkerPair, PublicKeyError,
+    RsaPublicKey, MAX_KEY_ID_LEN, MAX_MARKER_LEN, SUPPORTED_MODULUS_BITS,
+};
 pub use keyring::{KeyEntry, Keyring, KeyringError};
 #[cfg(feature = "aws-lc")]
 pub use private_key::{DecryptError, OaepPrivateKey, PrivateKeyError};
-pub use scan::{ScanItem, Scanner};
+pub use scan::{
+    FoundEnvelope, MalformedEnvelope, MalformedReason, ScanError, ScanItem, ScanIter, ScanKey,
+    Scanner,
+};
 pub use secret::Plaintext;
+pub use stream::{StreamRegion, StreamScanner};

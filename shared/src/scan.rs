@@ -21,7 +21,7 @@
 //!   markers and payloads are ASCII.
 //!
 //! ```
-//! use fle_shared::scan::{ScanItem, ScanKey, Scanner};
+//! use fle_shared::{ScanItem, ScanKey, Scanner};
 //! use fle_shared::MarkerPair;
 //!
 //! let id = "01".parse().unwrap();
@@ -191,9 +191,9 @@ impl Scanner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanItem<'s> {
     /// A well-formed envelope.
-    Envelope(Found<'s>),
+    Envelope(FoundEnvelope<'s>),
     /// A configured prefix that does not start a well-formed envelope.
-    Malformed(Malformed<'s>),
+    Malformed(MalformedEnvelope<'s>),
 }
 
 impl ScanItem<'_> {
@@ -208,7 +208,7 @@ impl ScanItem<'_> {
 
 /// A well-formed envelope found in text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found<'s> {
+pub struct FoundEnvelope<'s> {
     /// Byte range of the whole envelope, markers included.
     pub span: Range<usize>,
     /// The key its markers name.
@@ -219,19 +219,19 @@ pub struct Found<'s> {
 
 /// A configured prefix that does not start a well-formed envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed<'s> {
+pub struct MalformedEnvelope<'s> {
     /// Byte range from the prefix to where the envelope stops making sense.
     pub span: Range<usize>,
     /// The key the prefix names.
     pub key: &'s KeyId,
     /// What is wrong.
-    pub problem: Problem,
+    pub problem: MalformedReason,
 }
 
 /// What is wrong with a malformed envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum Problem {
+pub enum MalformedReason {
     /// The text ends before the envelope does.
     #[error("truncated envelope: the text ends before its suffix")]
     Truncated,
@@ -268,7 +268,7 @@ impl<'s> Iterator for ScanIter<'s, '_> {
         let rest = &text[payload_end..];
         let suffix = key.markers.suffix.as_bytes();
         let malformed = |span, problem| {
-            ScanItem::Malformed(Malformed {
+            ScanItem::Malformed(MalformedEnvelope {
                 span,
                 key: &key.id,
                 problem,
@@ -280,7 +280,7 @@ impl<'s> Iterator for ScanIter<'s, '_> {
             Some(match Envelope::decode_payload(payload, key.modulus_len) {
                 Ok(envelope) => {
                     self.pos = end;
-                    ScanItem::Envelope(Found {
+                    ScanItem::Envelope(FoundEnvelope {
                         span: start..end,
                         key: &key.id,
                         envelope,
@@ -295,12 +295,12 @@ impl<'s> Iterator for ScanIter<'s, '_> {
                         .next_prefix(text, start + 1, end)
                         .map_or(end, |(next, _)| next);
                     self.pos = stop;
-                    malformed(start..stop, Problem::InvalidPayload(e))
+                    malformed(start..stop, MalformedReason::InvalidPayload(e))
                 }
             })
         } else if rest.len() < suffix.len() && suffix.starts_with(rest) {
             self.pos = text.len();
-            Some(malformed(start..text.len(), Problem::Truncated))
+            Some(malformed(start..text.len(), MalformedReason::Truncated))
         } else {
             // Another prefix may overlap this one (`#01` + `#01#...`): stop the malformed span
             // where it starts, so items never overlap. A payload holds no prefix's first byte,
@@ -310,7 +310,7 @@ impl<'s> Iterator for ScanIter<'s, '_> {
                 .next_prefix(text, start + 1, payload_end)
                 .map_or(payload_end, |(next, _)| next);
             self.pos = end;
-            Some(malformed(start..end, Problem::MissingSuffix))
+            Some(malformed(start..end, MalformedReason::MissingSuffix))
         }
     }
 }

@@ -6,15 +6,15 @@
 //! [`Scanner::scan`] reports for the whole stream at once. Memory stays bounded by the chunk
 //! size plus the longest possible envelope: a candidate that grows longer than any envelope of
 //! the keyring could be (an endless base64 run after a prefix) is settled early as
-//! [`Problem::MissingSuffix`], the only place where the result differs from one whole scan.
+//! [`MalformedReason::MissingSuffix`], the only place where the result differs from one whole scan.
 
 use crate::envelope::v1_envelope_len;
-use crate::scan::{Malformed, Problem, ScanItem, Scanner};
+use crate::scan::{MalformedEnvelope, MalformedReason, ScanItem, Scanner};
 
 /// Feeds a [`Scanner`] chunk by chunk.
 ///
 /// ```
-/// use fle_shared::stream::StreamScanner;
+/// use fle_shared::StreamScanner;
 /// # use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, RsaPublicKey};
 /// # let keyring = Keyring::new(vec![KeyEntry::new("01".parse()?, RsaPublicKey::from_pem(fle_shared::demo::DEMO_PUBLIC_KEY_PEM)?)])?;
 /// # let mut text = String::from("ssn=");
@@ -47,7 +47,7 @@ pub struct StreamScanner<'s> {
 
 /// A settled region of the stream.
 #[derive(Debug)]
-pub struct Region<'a, 's> {
+pub struct StreamRegion<'a, 's> {
     /// Stream offset of `text[0]`.
     pub offset: u64,
     /// The region's bytes.
@@ -87,7 +87,7 @@ impl<'s> StreamScanner<'s> {
 
     /// Adds `chunk` and returns the region it settled (possibly empty). The region borrows the
     /// scanner until the next call.
-    pub fn push(&mut self, chunk: &[u8]) -> Region<'_, 's> {
+    pub fn push(&mut self, chunk: &[u8]) -> StreamRegion<'_, 's> {
         // What the previous call settled is dropped only now, so its region could borrow it.
         self.carry.drain(..self.handed);
         self.handed = 0;
@@ -125,10 +125,10 @@ impl<'s> StreamScanner<'s> {
                             .iter()
                             .position(|&b| !crate::alphabet::is_payload_byte(b))
                             .unwrap_or(len - from);
-                    items.push(ScanItem::Malformed(Malformed {
+                    items.push(ScanItem::Malformed(MalformedEnvelope {
                         span: span.start..run_end,
                         key,
-                        problem: Problem::MissingSuffix,
+                        problem: MalformedReason::MissingSuffix,
                     }));
                     cut = Some(run_end);
                 } else {
@@ -144,7 +144,7 @@ impl<'s> StreamScanner<'s> {
     }
 
     /// Ends the stream: everything left is settled.
-    pub fn finish(&mut self) -> Region<'_, 's> {
+    pub fn finish(&mut self) -> StreamRegion<'_, 's> {
         self.carry.drain(..self.handed);
         self.handed = 0;
         let items: Vec<_> = self.scanner.scan(&self.carry).collect();
@@ -152,11 +152,11 @@ impl<'s> StreamScanner<'s> {
         self.settle(len, items)
     }
 
-    fn settle(&mut self, cut: usize, items: Vec<ScanItem<'s>>) -> Region<'_, 's> {
+    fn settle(&mut self, cut: usize, items: Vec<ScanItem<'s>>) -> StreamRegion<'_, 's> {
         let offset = self.offset;
         self.offset += cut as u64;
         self.handed = cut;
-        Region {
+        StreamRegion {
             offset,
             text: &self.carry[..cut],
             items,

@@ -1,9 +1,9 @@
 //! Property tests for the scanner: random text with envelopes inserted yields exactly those
 //! envelopes; arbitrary bytes never panic and yield ordered, in-bounds, non-overlapping items.
 
-use fle_shared::envelope::write_v1;
-use fle_shared::scan::{ScanItem, ScanKey, Scanner};
+use fle_shared::write_v1;
 use fle_shared::{Envelope, KeyId, Marker, MarkerPair};
+use fle_shared::{ScanItem, ScanKey, Scanner};
 use proptest::prelude::*;
 
 fn scanner() -> Scanner {
@@ -140,7 +140,7 @@ proptest! {
         text.push_str(&tail);
         let whole = owned(scanner.scan_str(&text).collect(), 0);
 
-        let mut stream = fle_shared::stream::StreamScanner::new(&scanner);
+        let mut stream = fle_shared::StreamScanner::new(&scanner);
         let (mut rebuilt, mut items) = (Vec::new(), Vec::new());
         let mut rest = text.as_bytes();
         let mut sizes = chunks.iter().cycle();
@@ -165,7 +165,7 @@ proptest! {
 #[test]
 fn an_endless_candidate_is_settled_with_bounded_memory() {
     let scanner = scanner();
-    let mut stream = fle_shared::stream::StreamScanner::new(&scanner);
+    let mut stream = fle_shared::StreamScanner::new(&scanner);
     let mut malformed = 0;
     let region = stream.push(b"x #01#");
     assert!(region.items.is_empty());

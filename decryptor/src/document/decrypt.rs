@@ -3,7 +3,7 @@
 //! distinct envelope once, within the decryptor's [`KmsBudget`](crate::KmsBudget)), and their
 //! results handed back to the rendering pass in the same order.
 
-use fle_shared::scan::ScanItem;
+use fle_shared::ScanItem;
 use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext};
 
 use super::report::Report;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use fle_shared::body::json::JsonError;
 use fle_shared::body::FieldSelector;
-use fle_shared::scan::ScanItem;
+use fle_shared::ScanItem;
 use fle_shared::{KeyEncryptor, Keyring};
 use zeroize::Zeroizing;
 
@@ -323,7 +323,7 @@ impl Decryptor {
     }
 
     /// Processes a region of a text stream in [`Mode::Text`]: `items` are what the scanner
-    /// found in `text` (a [`fle_shared::stream::StreamScanner`] region's items), so text of
+    /// found in `text` (a [`fle_shared::StreamScanner`] region's items), so text of
     /// any encoding, cut anywhere between envelopes, can be handled region by region. Bytes
     /// between envelopes are copied as they are; problem offsets are relative to `text`.
     pub async fn process_region(

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use fle_shared::body::json::{self, JsonError, Visitor};
 use fle_shared::body::{form, JSON_VALUE_TAG};
-use fle_shared::scan::ScanItem;
+use fle_shared::ScanItem;
 use fle_shared::{KeyEntry, Plaintext};
 use zeroize::Zeroizing;
 

@@ -7,7 +7,7 @@ use std::fmt;
 
 use fle_shared::body::form;
 use fle_shared::body::json::JsonError;
-use fle_shared::scan;
+use fle_shared::MalformedReason;
 use fle_shared::{EncryptError, KeyId};
 
 use super::Mode;
@@ -92,7 +92,7 @@ pub struct Problem {
 pub enum ProblemKind {
     /// A configured prefix that does not start a well-formed envelope.
     #[error(transparent)]
-    Malformed(#[from] scan::Problem),
+    Malformed(#[from] MalformedReason),
     /// The provider could not decrypt it.
     #[error(transparent)]
     Provider(#[from] ProviderError),

@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use fle_shared::body::json::{self, StringToken, Visitor};
 use fle_shared::body::{form, render_path, Seg};
-use fle_shared::scan::ScanItem;
+use fle_shared::ScanItem;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::decrypt::Work;

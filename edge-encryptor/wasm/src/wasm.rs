@@ -6,7 +6,8 @@ use std::path::Path;
 
 use fle_edge_encryptor::EdgeEncryptor;
 use fle_shared::backend::{check_encrypt_args, rustcrypto::RustCryptoBackend};
-use fle_shared::{Backend, BackendError, EncryptionKey, RsaPublicKey};
+use fle_shared::backend::{Backend, BackendError, EncryptionKey};
+use fle_shared::RsaPublicKey;
 
 const HOST_BACKEND: &str = "node-crypto";
 
