@@ -38,6 +38,16 @@ fn jsonl(edge: &EdgeEncryptor, n: usize) -> String {
         .collect()
 }
 
+/// A temporary directory holding `enc/a.jsonl` (`records` edge-encrypted records), and the
+/// path `out` beside `enc` (not created).
+fn enc_tree(edge: &EdgeEncryptor, records: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let (enc, out) = (t.path().join("enc"), t.path().join("out"));
+    fs::create_dir_all(&enc).unwrap();
+    fs::write(enc.join("a.jsonl"), jsonl(edge, records)).unwrap();
+    (t, enc, out)
+}
+
 /// One envelope of `value`.
 fn envelope(edge: &EdgeEncryptor, value: &str) -> String {
     let doc = serde_json::json!({ "name": value }).to_string();
@@ -318,10 +328,7 @@ fn walks_report_every_skipped_entry_and_exit_3() {
 #[test]
 fn resume_refuses_another_key_under_the_same_id() {
     let edge = edge();
-    let t = tempfile::tempdir().unwrap();
-    let (enc, out) = (t.path().join("enc"), t.path().join("out"));
-    fs::create_dir_all(&enc).unwrap();
-    fs::write(enc.join("a.jsonl"), jsonl(&edge, 1)).unwrap();
+    let (t, enc, out) = enc_tree(&edge, 1);
     let mut damaged = jsonl(&edge, 1);
     let at = damaged.find("#01#").unwrap() + 10;
     damaged.replace_range(at..at + 1, "!");
@@ -550,4 +557,354 @@ fn planted_manifests_and_setuid_bits_are_refused() {
         );
     }
     assert!(!out.join("a.jsonl").exists());
+}
+
+/// Waits for `child` at most `secs` seconds (killed then, and the test fails).
+fn wait_for(mut child: std::process::Child, secs: u64, what: &str) -> Output {
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Polls until `path` exists (at most 30 s).
+fn wait_until_exists(path: &Path) {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while fs::symlink_metadata(path).is_err() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn walks_never_follow_a_subdirectory_swapped_for_a_link_after_the_walk() {
+    // In place, and with --out (inputs read through the walk's handles): while a.jsonl is
+    // processed (slowly: one KMS call a second), sub/ is replaced by a link to a directory
+    // outside the tree. The job must neither replace nor read the file out there.
+    let edge = edge();
+    for in_place in [true, false] {
+        let t = tempfile::tempdir().unwrap();
+        let (dir, out, elsewhere) = (
+            t.path().join("data"),
+            t.path().join("out"),
+            t.path().join("elsewhere"),
+        );
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(dir.join("a.jsonl"), jsonl(&edge, 4)).unwrap();
+        fs::write(dir.join("sub/b.jsonl"), jsonl(&edge, 1)).unwrap();
+        let outside = jsonl(&edge, 1);
+        fs::write(elsewhere.join("b.jsonl"), &outside).unwrap();
+        let mut args = vec![
+            "decrypt",
+            "--private-key",
+            DEMO_KEY,
+            s(&dir),
+            "--kms-rps",
+            "1",
+            "--concurrency",
+            "1",
+        ];
+        if in_place {
+            args.push("--in-place");
+        } else {
+            args.extend(["--out", s(&out)]);
+        }
+        let child = fle_command(root())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let first_tmp = if in_place { &dir } else { &out }.join("a.jsonl.fle-partial");
+        wait_until_exists(&first_tmp);
+        fs::rename(dir.join("sub"), dir.join("sub.orig")).unwrap();
+        symlink(&elsewhere, dir.join("sub")).unwrap();
+        let run = wait_for(child, 60, "the job");
+        let err = stderr(&run);
+        assert_eq!(code(&run), 3, "{err}");
+        assert!(
+            err.contains("b.jsonl") && err.contains("symbolic link"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(elsewhere.join("b.jsonl")).unwrap(),
+            outside
+        );
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            1,
+            "a file written outside the tree"
+        );
+        if in_place {
+            assert!(read(&dir.join("a.jsonl")).contains(SECRET));
+        } else {
+            assert!(read(&out.join("a.jsonl")).contains(SECRET));
+            assert!(!out.join("sub/b.jsonl").exists(), "read through the link");
+        }
+    }
+}
+
+#[test]
+fn a_failed_input_leaves_no_temporary_file_even_before_its_first_record() {
+    // The manifest cannot be written (its directory does not exist): the input fails right
+    // after its temporary output was created, which must not stay behind.
+    let edge = edge();
+    let (t, enc, out) = enc_tree(&edge, 2);
+    let manifest = t.path().join("missing/m.json");
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc),
+        "--out",
+        s(&out),
+        "--manifest",
+        s(&manifest),
+    ]);
+    let err = stderr(&run);
+    assert_eq!(code(&run), 2, "{err}");
+    assert!(err.contains("manifest"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    assert_eq!(entries(&out), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn named_fifos_and_devices_are_refused_without_hanging() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let fifo = t.path().join("pipe.jsonl");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = t.path().join("out");
+    for args in [vec!["--out", s(&out)], vec!["--in-place"]] {
+        for input in [s(&fifo), "/dev/null"] {
+            let child = fle_command(root())
+                .args(["decrypt", "--private-key", DEMO_KEY, input])
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let run = wait_for(child, 30, "a job on a FIFO");
+            let err = stderr(&run);
+            assert_eq!(code(&run), 2, "{input} {args:?}: {err}");
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+    assert!(!out.exists() || entries(&out).is_empty());
+    // Standard input still streams.
+    let run = run_fle(
+        root(),
+        &["decrypt", "--private-key", DEMO_KEY, "--format", "jsonl"],
+        &jsonl(&edge, 1),
+    );
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert!(String::from_utf8(run.stdout).unwrap().contains(SECRET));
+}
+
+#[test]
+fn resume_refuses_finished_inputs_changed_since() {
+    let edge = edge();
+    for in_place in [false, true] {
+        let (_t, enc, out) = enc_tree(&edge, 1);
+        // b.jsonl fails (a damaged envelope under --on-error fail): the manifest stays.
+        let mut damaged = jsonl(&edge, 1);
+        let at = damaged.find("#01#").unwrap() + 10;
+        damaged.replace_range(at..at + 1, "!");
+        fs::write(enc.join("b.jsonl"), &damaged).unwrap();
+        let mut args = vec!["decrypt", "--private-key", DEMO_KEY, s(&enc)];
+        if in_place {
+            args.push("--in-place");
+        } else {
+            args.extend(["--out", s(&out)]);
+        }
+        let run = fle(&args);
+        assert_eq!(code(&run), 3, "{}", stderr(&run));
+        args.push("--resume");
+        // Unchanged: skipped.
+        let run = fle(&args);
+        let err = stderr(&run);
+        assert_eq!(code(&run), 3, "{err}");
+        assert!(err.contains("1 already done"), "{err}");
+        // Changed since it was finished: refused, not skipped and not processed again.
+        let a = enc.join("a.jsonl");
+        let output = if in_place {
+            a.clone()
+        } else {
+            out.join("a.jsonl")
+        };
+        let before = read(&output);
+        let changed = format!("{}{}", read(&a), jsonl(&edge, 1));
+        fs::write(&a, &changed).unwrap();
+        let written = read(&output);
+        let run = fle(&args);
+        let err = stderr(&run);
+        assert_ne!(code(&run), 0, "{err}");
+        assert!(
+            err.contains("a.jsonl changed since an earlier run of this job finished it"),
+            "{err}"
+        );
+        assert!(!err.contains("1 already done"), "{err}");
+        assert_eq!(read(&output), written);
+        if !in_place {
+            assert_eq!(read(&output), before);
+        }
+        assert_eq!(read(&a), changed);
+    }
+}
+
+#[test]
+fn inputs_that_are_the_jobs_own_files_are_refused() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let (enc, out) = (t.path().join("enc"), t.path().join("out"));
+    fs::create_dir_all(&enc).unwrap();
+    let encrypted = jsonl(&edge, 1);
+    fs::write(enc.join("a.jsonl"), &encrypted).unwrap();
+    // In place, one file named twice would be processed twice.
+    let twice = t.path().join("enc/../enc/a.jsonl");
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc.join("a.jsonl")),
+        s(&twice),
+        "--in-place",
+    ]);
+    let err = stderr(&run);
+    assert_eq!(code(&run), 2, "{err}");
+    assert!(err.contains("the same file as the input"), "{err}");
+    assert_eq!(read(&enc.join("a.jsonl")), encrypted);
+    assert_eq!(entries(&enc), [PathBuf::from("a.jsonl")], "nothing written");
+
+    // An input that is its own output under --out.
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("x.jsonl"), &encrypted).unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&out.join("x.jsonl")),
+        "--out",
+        s(&out),
+        "--overwrite",
+    ]);
+    let err = stderr(&run);
+    assert_eq!(code(&run), 2, "{err}");
+    assert!(err.contains("is the output of"), "{err}");
+    assert_eq!(read(&out.join("x.jsonl")), encrypted);
+    fs::remove_file(out.join("x.jsonl")).unwrap();
+
+    // An input that is a temporary output of the same job.
+    fs::write(out.join("a.jsonl.fle-partial"), "stale").unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc.join("a.jsonl")),
+        s(&out.join("a.jsonl.fle-partial")),
+        "--out",
+        s(&out),
+        "--overwrite",
+    ]);
+    let err = stderr(&run);
+    assert_eq!(code(&run), 2, "{err}");
+    assert!(err.contains("a temporary output of this job"), "{err}");
+    assert_eq!(entries(&out), [PathBuf::from("a.jsonl.fle-partial")]);
+    fs::remove_file(out.join("a.jsonl.fle-partial")).unwrap();
+
+    // An input that is the job's manifest.
+    let mut damaged = jsonl(&edge, 1);
+    let at = damaged.find("#01#").unwrap() + 10;
+    damaged.replace_range(at..at + 1, "!");
+    fs::write(enc.join("b.jsonl"), &damaged).unwrap();
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc.join("b.jsonl")),
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code(&run), 1, "{}", stderr(&run));
+    let manifest = out.join(".fle-manifest.json");
+    assert!(manifest.exists());
+    let run = fle(&[
+        "decrypt",
+        "--private-key",
+        DEMO_KEY,
+        s(&enc.join("b.jsonl")),
+        s(&manifest),
+        "--out",
+        s(&out),
+        "--resume",
+    ]);
+    let err = stderr(&run);
+    assert_eq!(code(&run), 2, "{err}");
+    assert!(err.contains("is this job's manifest"), "{err}");
+}
+
+#[test]
+fn unreadable_directories_are_reported_as_skipped_and_exit_3() {
+    let edge = edge();
+    let t = tempfile::tempdir().unwrap();
+    let enc = t.path().join("enc");
+    fs::create_dir_all(enc.join("locked")).unwrap();
+    fs::write(enc.join("a.jsonl"), jsonl(&edge, 1)).unwrap();
+    fs::write(enc.join("locked/b.jsonl"), jsonl(&edge, 1)).unwrap();
+    fs::write(enc.join("z.jsonl"), jsonl(&edge, 1)).unwrap();
+    fs::set_permissions(enc.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads anything: run the job without the capabilities that allow it.
+    let mut command = if fle_batch::fsafe::effective_uid() == 0 {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search",
+            "--",
+        ])
+        .arg(fle_bin())
+        .current_dir(root());
+        c
+    } else {
+        fle_command(root())
+    };
+    let run = command
+        .args(["verify", "--private-key", DEMO_KEY, s(&enc), "--json"])
+        .output()
+        .unwrap();
+    fs::set_permissions(enc.join("locked"), fs::Permissions::from_mode(0o700)).unwrap();
+    let err = stderr(&run);
+    assert_eq!(code(&run), 3, "{err}");
+    let lines: Vec<Value> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let skipped: Vec<&Value> = lines.iter().filter(|l| l["type"] == "skipped").collect();
+    assert_eq!(skipped.len(), 1, "{lines:?}");
+    assert_eq!(skipped[0]["reason"], "unreadable");
+    assert!(skipped[0]["path"].as_str().unwrap().ends_with("locked"));
+    assert!(
+        skipped[0]["error"].as_str().unwrap().contains("denied"),
+        "{lines:?}"
+    );
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["entries_skipped"], 1);
+    assert_eq!(summary["inputs_done"], 2);
+    assert!(err.contains("skipped") && err.contains("locked"), "{err}");
 }

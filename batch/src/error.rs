@@ -32,6 +32,13 @@ pub enum BatchError {
         /// What is wrong with it.
         what: Unsafe,
     },
+    /// An input a finished run of the job processed was replaced or modified since: with
+    /// `--resume` it is refused (neither skipped nor processed again).
+    #[error("{} changed since an earlier run of this job finished it: not processed again; remove the manifest and run the job on it again", path.display())]
+    ChangedSinceDone {
+        /// The input.
+        path: PathBuf,
+    },
     /// An input changed while the job read it, or since an interrupted job read it: its
     /// output is not committed.
     #[error("{} changed while the job read it (size, modification time or file); its output is not written: run the job again", path.display())]
@@ -79,7 +86,7 @@ pub enum ManifestProblem {
     #[error("is damaged: {0}")]
     Damaged(String),
     /// Another format version.
-    #[error("has version {found}, this fle writes {expected}")]
+    #[error("has version {found}, this fle writes {expected}: finish the job with the fle that wrote it, or remove the manifest to start again")]
     Version {
         /// Found.
         found: u32,

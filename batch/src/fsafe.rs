@@ -15,12 +15,16 @@
 //!   and `unlink` removes a link itself, never its target;
 //! - a temporary file reopened to resume must be a regular, owner-only file with one link (no
 //!   hard link to elsewhere);
-//! - renames and directory syncs go through the same handle.
+//! - renames and directory syncs go through the same handle;
+//! - inputs found by a walk, or replaced in place, are read through the walk root's handle
+//!   ([`Dir::open_read_below`]), every directory on the way and the file itself opened without
+//!   following links; a named input is opened with `O_NONBLOCK` and refused unless it is a
+//!   regular file ([`open_regular`]), so a FIFO cannot make the job wait forever.
 //!
 //! The root itself (`--out DIR`, or the directory of a file named on the command line) is taken
 //! as the user gave it, links included: that is their choice, not a planted one.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -44,6 +48,7 @@ pub struct Dir {
 
 /// What makes an entry unsafe to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Unsafe {
     /// A symbolic link where a directory or file was expected.
     Symlink,
@@ -55,6 +60,8 @@ pub enum Unsafe {
     NotOwnerOnly,
     /// A file owned by another user (not one this job created).
     NotOwned,
+    /// Not the file the job wrote under that name (something was put in its place).
+    Replaced,
 }
 
 impl std::fmt::Display for Unsafe {
@@ -65,6 +72,7 @@ impl std::fmt::Display for Unsafe {
             Unsafe::HardLinked => "has other hard links",
             Unsafe::NotOwnerOnly => "is accessible to other users",
             Unsafe::NotOwned => "is owned by another user",
+            Unsafe::Replaced => "is not the file fle wrote under that name",
         })
     }
 }
@@ -255,11 +263,63 @@ impl Dir {
             Mode::empty(),
         )
         .map_err(|e| link_or(self, name, e))?;
-        let file = File::from(fd);
-        if !file.metadata()?.is_file() {
-            return Err(FsError::Unsafe(Unsafe::NotRegular));
+        regular_blocking(File::from(fd))
+    }
+
+    /// The device and inode of this directory.
+    pub fn dev_ino(&self) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::fstat(&self.fd)?;
+        Ok((st.st_dev as u64, st.st_ino as u64))
+    }
+
+    /// Another handle on the same directory.
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// The entries of this directory (without `.` and `..`), each with what it is (not
+    /// followed) or the error met finding out, read through this handle. A read error met
+    /// part-way is returned beside the entries read before it.
+    pub fn entries(&self) -> (Vec<(OsString, io::Result<Kind>)>, Option<io::Error>) {
+        let mut out = Vec::new();
+        let stream = match rustix::fs::Dir::read_from(&self.fd) {
+            Ok(stream) => stream,
+            Err(e) => return (out, Some(e.into())),
+        };
+        for entry in stream {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return (out, Some(e.into())),
+            };
+            let bytes = entry.file_name().to_bytes();
+            if bytes == b"." || bytes == b".." {
+                continue;
+            }
+            let name = OsStr::from_bytes(bytes).to_os_string();
+            let kind = match entry.file_type() {
+                rustix::fs::FileType::RegularFile => Ok(Kind::File),
+                rustix::fs::FileType::Directory => Ok(Kind::Dir),
+                rustix::fs::FileType::Symlink => Ok(Kind::Symlink),
+                rustix::fs::FileType::Unknown => match self.entry_kind(&name) {
+                    Ok(Some(kind)) => Ok(kind),
+                    Ok(None) => Err(io::Error::from(io::ErrorKind::NotFound)),
+                    Err(e) => Err(e),
+                },
+                _ => Ok(Kind::Other),
+            };
+            out.push((name, kind));
         }
-        Ok(file)
+        (out, None)
+    }
+
+    /// Opens the regular file `rel` below this directory for reading: every directory on the
+    /// way opened with `O_DIRECTORY | O_NOFOLLOW` ([`Dir::open_below`], nothing created), the
+    /// file itself with [`Dir::open_read`].
+    pub fn open_read_below(&self, rel: &Path) -> Result<File, FsError> {
+        let (below, name) = split(rel)?;
+        self.open_below(below, false)?.open_read(name)
     }
 
     /// Creates `name` for reading and writing, owner-only, failing if anything is there.
@@ -286,7 +346,7 @@ impl Dir {
         .map_err(|e| link_or(self, name, e))?;
         let file = File::from(fd);
         check_own(&file)?;
-        Ok(file)
+        regular_blocking(file)
     }
 
     /// Opens a file this job wrote earlier (its manifest) for reading, with the checks of
@@ -316,6 +376,29 @@ impl Dir {
     pub fn sync(&self) {
         let _ = rustix::fs::fsync(self.fd.as_fd());
     }
+}
+
+/// `file`, opened with `O_NONBLOCK` (so that opening a FIFO does not wait for a writer), if it
+/// is a regular file; then in blocking mode again.
+fn regular_blocking(file: File) -> Result<File, FsError> {
+    if !file.metadata()?.is_file() {
+        return Err(FsError::Unsafe(Unsafe::NotRegular));
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
+/// Opens the regular file at `path` for reading as the user named it (links in it followed:
+/// a named input is the user's choice), refusing anything else (a FIFO, socket or device)
+/// without blocking on it.
+pub fn open_regular(path: &Path) -> Result<File, FsError> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    )?;
+    regular_blocking(File::from(fd))
 }
 
 /// A file the job itself created: regular, one link, owner-only, owned by the effective user
@@ -404,6 +487,63 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, DIR_MODE);
         assert!(root.open_below(Path::new("../x"), true).is_err());
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        // No writer: a blocking open would never return.
+        assert!(matches!(
+            open_regular(&fifo),
+            Err(FsError::Unsafe(Unsafe::NotRegular))
+        ));
+        assert!(matches!(
+            open_regular(Path::new("/dev/null")),
+            Err(FsError::Unsafe(Unsafe::NotRegular))
+        ));
+        let dir = Dir::open(t.path()).unwrap();
+        assert!(matches!(
+            dir.open_read(OsStr::new("pipe")),
+            Err(FsError::Unsafe(Unsafe::NotRegular))
+        ));
+        std::fs::write(t.path().join("f"), "x").unwrap();
+        let file = open_regular(&t.path().join("f")).unwrap();
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        assert!(!flags.contains(OFlags::NONBLOCK));
+    }
+
+    #[test]
+    fn open_read_below_refuses_a_directory_swapped_for_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("sub")).unwrap();
+        std::fs::write(t.path().join("sub/a"), "inside").unwrap();
+        std::fs::write(elsewhere.path().join("a"), "outside").unwrap();
+        let root = Dir::open(t.path()).unwrap();
+        let (entries, error) = root.entries();
+        assert!(error.is_none());
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0, "sub");
+        assert_eq!(entries[0].1.as_ref().unwrap(), &Kind::Dir);
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut root.open_read_below(Path::new("sub/a")).unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "inside");
+        std::fs::rename(t.path().join("sub"), t.path().join("moved")).unwrap();
+        symlink(elsewhere.path(), t.path().join("sub")).unwrap();
+        assert!(matches!(
+            root.open_read_below(Path::new("sub/a")),
+            Err(FsError::Unsafe(Unsafe::Symlink))
+        ));
     }
 
     #[test]

@@ -16,6 +16,16 @@
 //!
 //! The manifest and its temporary copy are created and read through [`crate::fsafe`]: a link
 //! planted under their names is refused, never followed.
+//!
+//! Finished inputs: a `done` entry is skipped by `--resume` only while the file it describes
+//! is still the same (device, inode, size and modification time): the input with `--out`,
+//! the output now under the input's name in place ([`Entry::output`]). A finished input
+//! replaced or modified since is **refused** (the fail-closed choice: reprocessing it would
+//! overwrite the output the earlier run committed, in place process an output as an input),
+//! reported as a failed input (exit status 3), its entry left `done` and the manifest kept:
+//! remove the manifest and run the job on that input again.
+//!
+//! Manifests of version 2 (no output identity) are refused with a message saying so.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -30,8 +40,9 @@ use crate::fsafe::{self, Dir, Identity};
 /// Largest manifest read (about 200,000 inputs).
 const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
-/// Manifest file format version (2: key-material job ids, input inode).
-const VERSION: u32 = 2;
+/// Manifest file format version (2: key-material job ids, input inode; 3: identity of the
+/// committed output).
+const VERSION: u32 = 3;
 
 /// The state of a whole job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -60,8 +71,33 @@ pub struct Entry {
     pub input_mtime_ns: u128,
     /// Device and inode of the input: a file replaced under the same name is another input.
     pub input_file: (u64, u64),
+    /// The finished output as written (set from `committing` on): what a resume checks the
+    /// temporary file, or in place the file under the input's name, still is.
+    #[serde(default)]
+    pub output: Option<FileState>,
     /// Counters up to the checkpoint.
     pub counts: Counts,
+}
+
+/// The identity and state of a file, as recorded in the manifest.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileState {
+    /// Device and inode.
+    pub file: (u64, u64),
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: u128,
+}
+
+impl From<Identity> for FileState {
+    fn from(i: Identity) -> Self {
+        FileState {
+            file: i.dev_ino,
+            size: i.size,
+            mtime_ns: i.mtime_ns,
+        }
+    }
 }
 
 /// An input's progress.
@@ -223,6 +259,11 @@ mod tests {
                 input_size: 100,
                 input_mtime_ns: 5,
                 input_file: (1, 2),
+                output: Some(FileState {
+                    file: (3, 4),
+                    size: 12,
+                    mtime_ns: 6,
+                }),
                 counts: Counts {
                     envelopes: 2,
                     decrypted: 2,
@@ -239,6 +280,17 @@ mod tests {
             .to_string();
         assert!(err.contains("another job"), "{err}");
         assert!(!sibling(&path, ".tmp").exists());
+    }
+
+    #[test]
+    fn manifests_of_version_2_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let mut m = Manifest::new("x".into());
+        m.version = 2;
+        m.save(&path).unwrap();
+        let err = Manifest::load(&path, "x").unwrap_err().to_string();
+        assert!(err.contains("version 2") && err.contains("remove"), "{err}");
     }
 
     #[test]

@@ -2,17 +2,33 @@
 //! sorted order, include/exclude globs applied), or stdin.
 //!
 //! Directory walks follow no symbolic link. Every entry a walk passes over (a link, a FIFO or
-//! device, a temporary output or manifest by another job) is reported as [`Skipped`]: the job
-//! still runs, and ends with exit status 3, because after a key rotation such a file would
-//! otherwise keep the old key's envelopes without anyone noticing.
+//! device, a temporary output or manifest by another job, a directory or entry that could not
+//! be read) is reported as [`Skipped`]: the job still runs, and ends with exit status 3,
+//! because after a key rotation such a file would otherwise keep the old key's envelopes
+//! without anyone noticing.
+//!
+//! A walk goes through directory handles only: the directory the user named is opened once
+//! (as named, links included), every directory below it with `O_DIRECTORY | O_NOFOLLOW`
+//! through its parent's handle, and the units keep that root handle ([`InputAt`]): the runner
+//! opens, creates and renames relative to directories opened again component by component
+//! from it, so a subdirectory swapped for a link after the walk is refused, never followed.
+//!
+//! Named inputs are checked against the job's own files: an input that is the job's manifest,
+//! one of its temporary outputs or an output (or the same file as another input in place) is
+//! refused before anything is written, and so is, with `--out` or `--in-place`, a named input
+//! that is not a regular file (a FIFO, socket or device).
 
 use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::error::BatchError;
+use crate::fsafe::{self, Dir, FsError, Kind, Unsafe};
 use crate::records::Format;
 use crate::{Job, Options, PARTIAL};
 
@@ -27,6 +43,8 @@ pub struct Skipped {
     pub path: PathBuf,
     /// Why.
     pub why: SkipReason,
+    /// What the system said, for [`SkipReason::Unreadable`].
+    pub error: Option<String>,
 }
 
 /// Why a directory entry was not processed.
@@ -43,6 +61,8 @@ pub enum SkipReason {
     Manifest,
     /// A name that is not UTF-8 (the manifest names inputs by their path).
     NotUtf8,
+    /// A directory or entry that could not be read or examined (see [`Skipped::error`]).
+    Unreadable,
 }
 
 impl SkipReason {
@@ -54,6 +74,7 @@ impl SkipReason {
             SkipReason::PartialOutput => "partial_output",
             SkipReason::Manifest => "manifest",
             SkipReason::NotUtf8 => "not_utf8",
+            SkipReason::Unreadable => "unreadable",
         }
     }
 }
@@ -66,6 +87,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::PartialOutput => "a temporary output of another job",
             SkipReason::Manifest => "a job manifest",
             SkipReason::NotUtf8 => "a file name that is not UTF-8",
+            SkipReason::Unreadable => "could not be read",
         })
     }
 }
@@ -97,12 +119,37 @@ pub struct Unit {
     pub size: u64,
     /// Largest record.
     pub max_record: usize,
-    /// Whether it was found by a directory walk (then a link in its place is refused).
-    pub walked: bool,
-    /// For a file destination: the root as the user named it (`--out`, or the input's
-    /// directory in place) and the directory below it that holds the destination, reached
-    /// without following links.
+    /// A walked input, or a named one in place: reached through directory handles from the
+    /// root the user named, never by its path again.
+    pub at: Option<InputAt>,
+    /// For an `--out` destination: the root as the user named it and the directory below it
+    /// that holds the destination, reached without following links. (In place, the
+    /// destination's directory is the input's, through [`Unit::at`].)
     pub dest_dir: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where an input is, through directory handles.
+#[derive(Debug, Clone)]
+pub struct InputAt {
+    /// The directory the user named (walked), or a named input's directory, opened once.
+    pub root: Arc<Dir>,
+    /// The input's path below it: normal components only.
+    pub rel: PathBuf,
+}
+
+impl InputAt {
+    /// Opens the input for reading: every directory below the root with `O_DIRECTORY |
+    /// O_NOFOLLOW`, the file with `O_NOFOLLOW`, refused unless regular.
+    pub fn open_read(&self) -> Result<fs::File, FsError> {
+        self.root.open_read_below(&self.rel)
+    }
+
+    /// The directory that holds the input, opened component by component from the root
+    /// without following links, and the input's name in it.
+    pub fn parent(&self) -> Result<(Dir, &OsStr), FsError> {
+        let (below, name) = fsafe::split(&self.rel)?;
+        Ok((self.root.open_below(below, false)?, name))
+    }
 }
 
 /// Where a unit's output goes.
@@ -135,7 +182,7 @@ pub fn plan(args: &Options, job: &Job<'_>) -> Result<Plan, BatchError> {
             format: job.format.unwrap_or(job.stdin_format),
             size: 0,
             max_record: args.max_record,
-            walked: false,
+            at: None,
             dest_dir: None,
         }];
         check_fields(job, &units)?;
@@ -146,20 +193,20 @@ pub fn plan(args: &Options, job: &Job<'_>) -> Result<Plan, BatchError> {
     }
     let include = globs(&args.include, "--include")?;
     let exclude = globs(&args.exclude, "--exclude")?;
+    // The output directory and the manifest's directory, by identity: a walk passes over the
+    // one and the other's manifest (wherever --manifest puts it, it is never an input).
     let out_dir = args
         .out
         .as_ref()
-        .map(|o| fs::canonicalize(o).unwrap_or_else(|_| o.clone()));
-    // The manifest, wherever --manifest puts it, is never an input.
-    let manifest = manifest_path(args, verify).map(|m| {
-        let dir = m
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::canonicalize(dir).map_or(m.clone(), |d| d.join(m.file_name().unwrap_or_default()))
+        .and_then(|o| Dir::open(o).ok())
+        .and_then(|d| d.dev_ino().ok());
+    let manifest_file = manifest_path(args, verify);
+    let manifest = manifest_file.as_deref().and_then(|m| {
+        let (dir, name) = fsafe::split(m).ok()?;
+        let id = Dir::open(dir).ok()?.dev_ino().ok()?;
+        Some((id, name.to_os_string()))
     });
-    // (source, path relative to its input root, found by a walk)
-    let mut found: Vec<(PathBuf, PathBuf, bool)> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     let mut skipped = Vec::new();
     for input in &args.inputs {
         let link = fs::symlink_metadata(input)
@@ -176,29 +223,62 @@ pub fn plan(args: &Options, job: &Job<'_>) -> Result<Plan, BatchError> {
         }
         let meta = fs::metadata(input).map_err(|e| BatchError::io("reading", input, e))?;
         if meta.is_dir() {
+            // The root as the user named it, opened once: everything below through it.
+            let root = Arc::new(Dir::open(input).map_err(|e| BatchError::io("reading", input, e))?);
             let mut files = Vec::new();
             let skip = Skip {
-                out_dir: out_dir.as_deref(),
-                manifest: manifest.as_deref(),
+                out_dir,
+                manifest: manifest.as_ref().map(|(id, name)| (*id, name.as_os_str())),
                 in_place: args.in_place,
             };
-            walk(input, Path::new(""), &skip, &mut files, &mut skipped)?;
+            walk(input, &root, Path::new(""), &skip, &mut files, &mut skipped);
             files.sort();
-            for rel in files {
+            for (rel, size) in files {
                 if include.as_ref().is_some_and(|g| !g.is_match(&rel)) {
                     continue;
                 }
                 if exclude.as_ref().is_some_and(|g| g.is_match(&rel)) {
                     continue;
                 }
-                found.push((input.join(&rel), rel, true));
+                found.push(Found {
+                    source: input.join(&rel),
+                    at: Some(InputAt {
+                        root: root.clone(),
+                        rel: rel.clone(),
+                    }),
+                    rel,
+                    size,
+                });
             }
         } else {
             let name = input
                 .file_name()
                 .map(PathBuf::from)
                 .ok_or_else(|| usage(format!("{} is not a file name", input.display())))?;
-            found.push((input.clone(), name, false));
+            if !meta.is_file() && (args.out.is_some() || args.in_place) {
+                // Reading a FIFO would wait for a writer, a device never ends: refused.
+                return Err(usage(format!(
+                    "{}: not a regular file (a FIFO, socket or device): --out and --in-place read regular files only (pipe it to standard input instead)",
+                    input.display()
+                )));
+            }
+            let at = if args.in_place {
+                let (dir, file) =
+                    fsafe::split(input).map_err(|e| BatchError::io("reading", input, e))?;
+                let root = Dir::open(dir).map_err(|e| BatchError::io("reading", input, e))?;
+                Some(InputAt {
+                    root: Arc::new(root),
+                    rel: PathBuf::from(file),
+                })
+            } else {
+                None
+            };
+            found.push(Found {
+                source: input.clone(),
+                rel: name,
+                at,
+                size: meta.len(),
+            });
         }
     }
     let several = found.len() > 1 || args.inputs.iter().any(|i| i.is_dir());
@@ -209,15 +289,20 @@ pub fn plan(args: &Options, job: &Job<'_>) -> Result<Plan, BatchError> {
     }
     let mut dests = BTreeSet::new();
     let mut units = Vec::new();
-    for (source, rel, walked) in found {
+    for Found {
+        source,
+        rel,
+        at,
+        size,
+    } in found
+    {
         let (dest, dest_dir) = if verify {
             (Dest::Nowhere, None)
         } else if let Some(out) = &args.out {
             let below = rel.parent().map(Path::to_path_buf).unwrap_or_default();
             (Dest::File(out.join(&rel)), Some((out.clone(), below)))
         } else if args.in_place {
-            let dir = source.parent().map(Path::to_path_buf).unwrap_or_default();
-            (Dest::File(source.clone()), Some((dir, PathBuf::new())))
+            (Dest::File(source.clone()), None)
         } else {
             (Dest::Stdout, None)
         };
@@ -241,9 +326,6 @@ pub fn plan(args: &Options, job: &Job<'_>) -> Result<Plan, BatchError> {
                 source.display()
             )));
         }
-        let size = fs::metadata(&source)
-            .map_err(|e| BatchError::io("reading", &source, e))?
-            .len();
         units.push(Unit {
             name: source.display().to_string(),
             format: job
@@ -253,7 +335,7 @@ pub fn plan(args: &Options, job: &Job<'_>) -> Result<Plan, BatchError> {
             dest,
             size,
             max_record: args.max_record,
-            walked,
+            at,
             dest_dir,
         });
     }
@@ -261,6 +343,9 @@ pub fn plan(args: &Options, job: &Job<'_>) -> Result<Plan, BatchError> {
         return Err(usage("no input files (after --include / --exclude)"));
     }
     check_fields(job, &units)?;
+    if !verify {
+        check_own_files(args, &units, manifest_file.as_deref())?;
+    }
     Ok(Plan { units, skipped })
 }
 
@@ -322,73 +407,188 @@ fn globs(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, BatchError>
     ))
 }
 
-/// What a walk passes over without a word: the job's own files.
-struct Skip<'a> {
-    out_dir: Option<&'a Path>,
-    manifest: Option<&'a Path>,
-    in_place: bool,
+/// An input file found: a named one or one of a walk.
+struct Found {
+    /// Its path as the user sees it.
+    source: PathBuf,
+    /// Its path relative to its input root (its name for a named input).
+    rel: PathBuf,
+    /// Reached through directory handles.
+    at: Option<InputAt>,
+    /// Its size.
+    size: u64,
 }
 
-/// Regular files under `root/rel`, as paths relative to `root`, into `files`; entries passed
-/// over into `skipped`. Symbolic links are not followed.
-fn walk(
-    root: &Path,
-    rel: &Path,
-    skip: &Skip<'_>,
-    files: &mut Vec<PathBuf>,
-    skipped: &mut Vec<Skipped>,
+/// Refuses a job that would read one of its own files: an input that is the job's manifest
+/// (or its temporary copy), a temporary output or an output of the job (with `--out`, its own
+/// output included), or, in place, the same file as another input. Files are compared by
+/// device and inode, both the entry itself and what a link there points to, so differently
+/// spelled paths are caught; names that do not exist yet cannot be an existing input.
+fn check_own_files(
+    args: &Options,
+    units: &[Unit],
+    manifest: Option<&Path>,
 ) -> Result<(), BatchError> {
-    let dir = root.join(rel);
-    let canonical = fs::canonicalize(&dir).ok();
-    if let (Some(out), Some(d)) = (skip.out_dir, &canonical) {
-        if d == out {
-            return Ok(());
+    // (identity, what it is, the unit it belongs to)
+    let mut own: Vec<((u64, u64), String, Option<usize>)> = Vec::new();
+    let mut add = |path: &Path, what: &dyn Fn() -> String, unit: Option<usize>| {
+        for meta in [fs::symlink_metadata(path), fs::metadata(path)]
+            .into_iter()
+            .flatten()
+        {
+            own.push(((meta.dev(), meta.ino()), what(), unit));
+        }
+    };
+    if let Some(m) = manifest {
+        add(m, &|| "this job's manifest".to_owned(), None);
+        add(
+            &crate::manifest::sibling(m, ".tmp"),
+            &|| "this job's manifest".to_owned(),
+            None,
+        );
+    }
+    for (i, unit) in units.iter().enumerate() {
+        if let Dest::File(d) = &unit.dest {
+            let what = || {
+                if args.in_place {
+                    format!("the same file as the input {}", unit.name)
+                } else {
+                    format!("the output of {}", unit.name)
+                }
+            };
+            add(d, &what, Some(i));
+            add(
+                &crate::manifest::sibling(d, PARTIAL),
+                &|| format!("a temporary output of this job (for {})", unit.name),
+                Some(i),
+            );
         }
     }
-    let mut entries = Vec::new();
-    for entry in fs::read_dir(&dir).map_err(|e| BatchError::io("reading", &dir, e))? {
-        let entry = entry.map_err(|e| BatchError::io("reading", &dir, e))?;
-        let kind = entry
-            .file_type()
-            .map_err(|e| BatchError::io("reading", entry.path(), e))?;
-        entries.push((entry.file_name(), kind));
+    if own.is_empty() {
+        return Ok(());
     }
-    let names: BTreeSet<_> = entries.iter().map(|(n, _)| n.clone()).collect();
-    for (name, kind) in entries {
-        let path = rel.join(&name);
-        let mut skip_as = |why| {
-            skipped.push(Skipped {
-                path: root.join(&path),
-                why,
-            })
-        };
-        let Some(text) = name.to_str() else {
-            skip_as(SkipReason::NotUtf8);
+    for (j, unit) in units.iter().enumerate() {
+        let Some(source) = &unit.source else { continue };
+        let Ok(meta) = fs::metadata(source) else {
             continue;
         };
-        if kind.is_symlink() {
-            skip_as(SkipReason::Symlink);
-        } else if kind.is_dir() {
-            walk(root, &path, skip, files, skipped)?;
-        } else if !kind.is_file() {
-            skip_as(SkipReason::NotRegular);
-        } else if let Some(of) = text.strip_suffix(PARTIAL) {
-            // In place, `X.fle-partial` beside `X` is this job's own (resumed) output.
-            if !(skip.in_place && names.contains(std::ffi::OsStr::new(of))) {
-                skip_as(SkipReason::PartialOutput);
-            }
-        } else if let Some(m) = skip.manifest.filter(|m| {
-            let own = m.file_name().unwrap_or_default().to_string_lossy();
-            let tmp = format!("{own}.tmp");
-            (text == own || text == tmp) && canonical.as_ref().is_some_and(|d| d.join(&*own) == *m)
-        }) {
-            // The job's own manifest or its temporary copy.
-            let _ = m;
-        } else if text.starts_with(MANIFEST_NAME) {
-            skip_as(SkipReason::Manifest);
-        } else {
-            files.push(path);
+        let id = (meta.dev(), meta.ino());
+        let clash = own.iter().find(|(other, what, i)| {
+            // In place an input is its own destination.
+            *other == id && !(args.in_place && *i == Some(j) && !what.starts_with("a temporary"))
+        });
+        if let Some((_, what, _)) = clash {
+            return Err(usage(format!(
+                "the input {} is {what}: a job cannot read its own files (nothing was written)",
+                source.display()
+            )));
         }
     }
     Ok(())
+}
+
+/// What a walk passes over without a word: the output directory and the job's own manifest
+/// (by the identity of the directories they are in).
+struct Skip<'a> {
+    out_dir: Option<(u64, u64)>,
+    manifest: Option<((u64, u64), &'a OsStr)>,
+    in_place: bool,
+}
+
+/// Regular files under `dir` (the directory `root/rel`, reached through handles from `root`),
+/// as paths relative to `root` with their sizes, into `files`; entries passed over into
+/// `skipped`, entries and directories that could not be read included. Symbolic links are
+/// not followed.
+fn walk(
+    root: &Path,
+    dir: &Dir,
+    rel: &Path,
+    skip: &Skip<'_>,
+    files: &mut Vec<(PathBuf, u64)>,
+    skipped: &mut Vec<Skipped>,
+) {
+    let id = dir.dev_ino().ok();
+    if id.is_some() && id == skip.out_dir {
+        return;
+    }
+    let own_manifest = skip
+        .manifest
+        .filter(|(d, _)| Some(*d) == id)
+        .map(|(_, name)| name);
+    let (entries, error) = dir.entries();
+    let names: BTreeSet<&OsStr> = entries.iter().map(|(n, _)| n.as_os_str()).collect();
+    let skip_as = |skipped: &mut Vec<Skipped>, path: &Path, why, error: Option<String>| {
+        skipped.push(Skipped {
+            path: root.join(path),
+            why,
+            error,
+        })
+    };
+    for (name, kind) in &entries {
+        let path = rel.join(name);
+        let Some(text) = name.to_str() else {
+            skip_as(skipped, &path, SkipReason::NotUtf8, None);
+            continue;
+        };
+        let kind = match kind {
+            Ok(kind) => *kind,
+            Err(e) => {
+                skip_as(skipped, &path, SkipReason::Unreadable, Some(e.to_string()));
+                continue;
+            }
+        };
+        match kind {
+            Kind::Symlink => skip_as(skipped, &path, SkipReason::Symlink, None),
+            Kind::Other => skip_as(skipped, &path, SkipReason::NotRegular, None),
+            Kind::Dir => match dir.open_below(Path::new(name), false) {
+                Ok(child) => walk(root, &child, &path, skip, files, skipped),
+                // Swapped for a link since it was listed.
+                Err(FsError::Unsafe(Unsafe::Symlink)) => {
+                    skip_as(skipped, &path, SkipReason::Symlink, None)
+                }
+                Err(e) => skip_as(skipped, &path, SkipReason::Unreadable, Some(e.to_string())),
+            },
+            Kind::File => {
+                if let Some(of) = text.strip_suffix(PARTIAL) {
+                    // In place, `X.fle-partial` beside `X` is this job's own (resumed) output.
+                    if !(skip.in_place && names.contains(OsStr::new(of))) {
+                        skip_as(skipped, &path, SkipReason::PartialOutput, None);
+                    }
+                    continue;
+                }
+                if let Some(own) = own_manifest {
+                    let mut tmp = OsString::from(own);
+                    tmp.push(".tmp");
+                    if name.as_os_str() == own || *name == tmp {
+                        // The job's own manifest or its temporary copy.
+                        continue;
+                    }
+                }
+                if text.starts_with(MANIFEST_NAME) {
+                    skip_as(skipped, &path, SkipReason::Manifest, None);
+                    continue;
+                }
+                match dir.identity(name) {
+                    Ok(found) => files.push((path, found.size)),
+                    Err(FsError::Unsafe(Unsafe::Symlink)) => {
+                        skip_as(skipped, &path, SkipReason::Symlink, None)
+                    }
+                    Err(FsError::Unsafe(_)) => {
+                        skip_as(skipped, &path, SkipReason::NotRegular, None)
+                    }
+                    Err(FsError::Io(e)) => {
+                        skip_as(skipped, &path, SkipReason::Unreadable, Some(e.to_string()))
+                    }
+                }
+            }
+        }
+    }
+    if let Some(e) = error {
+        skip_as(
+            skipped,
+            rel,
+            SkipReason::Unreadable,
+            Some(format!("listing the directory: {e}")),
+        );
+    }
 }

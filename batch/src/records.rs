@@ -17,8 +17,8 @@ use std::io::{self, Read};
 use std::ops::Range;
 
 use fle_decryptor::{Decryptor, Mode};
-use fle_shared::stream::StreamScanner;
 use fle_shared::ScanItem;
+use fle_shared::StreamScanner;
 
 use crate::error::BatchError;
 
@@ -97,6 +97,7 @@ pub enum Piece<'s> {
 
 /// Why the next record could not be had.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// Reading the input failed.
     Read(io::Error),

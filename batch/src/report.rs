@@ -22,28 +22,73 @@ use crate::Command;
 /// Most warning lines a decrypt or reencrypt job prints in text form.
 pub const MAX_WARNINGS: usize = 100;
 
-/// `text` with every character that could forge or hide a line (controls such as line breaks
-/// and escape sequences, bidirectional overrides, zero-width characters) written as a Rust
-/// escape (`\n`, `\u{202e}`).
+/// `text` with every character that could forge or hide a line written as a Rust escape
+/// (`\n`, `\u{202e}`): controls such as line breaks and escape sequences, bidirectional
+/// overrides, zero-width and other default-ignorable code points, blank-looking characters
+/// (U+3164 HANGUL FILLER, U+2800 BRAILLE PATTERN BLANK, every space but U+0020), and spaces at
+/// the start or end (`\u{20}`, so that a name's edges are visible). A backslash is written
+/// `\\`, so that the escaping is injective: `a\nb` (a backslash and an `n`) and `a` newline
+/// `b` read differently.
 pub fn escape(text: &str) -> Cow<'_, str> {
-    let risky = |c: char| {
-        !matches!(c, '\\' | '"' | '\'') && {
-            let mut e = c.escape_debug();
-            e.next() == Some('\\')
-        }
-    };
-    if !text.chars().any(risky) {
+    let last = text.chars().count().saturating_sub(1);
+    let risky = |i: usize, c: char| c == '\\' || (c == ' ' && (i == 0 || i == last)) || hidden(c);
+    if !text.chars().enumerate().any(|(i, c)| risky(i, c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if risky(c) {
+    for (i, c) in text.chars().enumerate() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if !risky(i, c) {
+            out.push(c);
+        } else if !matches!(c, '"' | '\'') && c.escape_debug().next() == Some('\\') {
+            // Rust's own escapes: `\n`, `\t`, `\r`, `\0`, `\u{...}`.
             let _ = write!(out, "{}", c.escape_debug());
         } else {
-            out.push(c);
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether `c` hides or fakes text when printed: what Rust's debug escape escapes (controls,
+/// bidirectional formatting, unassigned and private-use code points, grapheme extenders),
+/// Unicode's default-ignorable code points, and characters that print blank.
+fn hidden(c: char) -> bool {
+    if c == ' ' {
+        return false;
+    }
+    if !matches!(c, '"' | '\'' | '\\') && c.escape_debug().next() == Some('\\') {
+        return true;
+    }
+    c.is_whitespace()
+        || matches!(
+            c as u32,
+            // Default_Ignorable_Code_Point (DerivedCoreProperties.txt).
+            0x00AD
+                | 0x034F
+                | 0x061C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x206F
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFF8
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+                // Blank-looking: BRAILLE PATTERN BLANK, HANGUL (half-width) fillers, the
+                // invisible operators, Khmer and Mongolian vowel separators, object
+                // replacement.
+                | 0x2800
+                | 0x3000
+                | 0xFFFC
+        )
 }
 
 /// The end-of-job summary.
@@ -171,6 +216,8 @@ enum Line<'a> {
         path: &'a str,
         reason: &'static str,
         why: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
     },
 }
 
@@ -289,11 +336,17 @@ impl<'a, 'w> Reporter<'a, 'w> {
                 path: &path,
                 reason: s.why.name(),
                 why: s.why.to_string(),
+                error: s.error.as_deref(),
             });
         }
+        let error = s
+            .error
+            .as_deref()
+            .map(|e| format!(": {}", escape(e)))
+            .unwrap_or_default();
         let _ = writeln!(
             self.stderr.borrow_mut(),
-            "fle: warning: skipped {}: {}",
+            "fle: warning: skipped {}: {}{error}",
             escape(&path),
             s.why
         );
@@ -338,6 +391,79 @@ mod tests {
         assert_eq!(escape("x\r\x1b[2Ky"), "x\\r\\u{1b}[2Ky");
         assert_eq!(escape("a\u{202e}lmx.exe"), "a\\u{202e}lmx.exe");
         assert_eq!(escape("zero\u{200b}width"), "zero\\u{200b}width");
-        assert_eq!(escape(r#"q"uo'te\"#), r#"q"uo'te\"#);
+        assert_eq!(escape(r#"q"uo'te"#), r#"q"uo'te"#);
+    }
+
+    #[test]
+    fn escape_makes_backslashes_edges_and_blank_characters_visible() {
+        // A literal backslash-n and a newline must not print the same.
+        assert_eq!(escape("a\\nb"), "a\\\\nb");
+        assert_ne!(escape("a\\nb"), escape("a\nb"));
+        assert_eq!(escape(r"C:\dir"), r"C:\\dir");
+        assert_eq!(escape(" a b "), "\\u{20}a b\\u{20}");
+        assert_eq!(escape(" "), "\\u{20}");
+        assert_eq!(escape("a  b"), "a  b");
+        for (c, expected) in [
+            ('\u{3164}', "\\u{3164}"),
+            ('\u{2800}', "\\u{2800}"),
+            ('\u{115f}', "\\u{115f}"),
+            ('\u{1160}', "\\u{1160}"),
+            ('\u{ffa0}', "\\u{ffa0}"),
+            ('\u{200b}', "\\u{200b}"),
+            ('\u{200d}', "\\u{200d}"),
+            ('\u{2060}', "\\u{2060}"),
+            ('\u{feff}', "\\u{feff}"),
+            ('\u{ad}', "\\u{ad}"),
+            ('\u{a0}', "\\u{a0}"),
+            ('\u{3000}', "\\u{3000}"),
+            ('\u{e0041}', "\\u{e0041}"),
+            ('\u{2066}', "\\u{2066}"),
+        ] {
+            assert_eq!(escape(&format!("x{c}y")), format!("x{expected}y"), "{c:?}");
+        }
+        // Bidi and controls as before.
+        assert_eq!(escape("a\u{202e}b\tc"), "a\\u{202e}b\\tc");
+    }
+
+    /// Reads [`escape`]'s output back: if this gives the input for every input, the escaping
+    /// is injective.
+    fn unescape(text: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next()? {
+                '\\' => out.push('\\'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '0' => out.push('\0'),
+                'u' => {
+                    if chars.next()? != '{' {
+                        return None;
+                    }
+                    let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_names_have_no_hidden_characters_and_read_back(
+            text in "(\\PC|\\pC|[ \\\\\u{3164}\u{2800}\u{115f}\u{1160}\u{ffa0}\u{200b}\u{202e}\n])*"
+        ) {
+            let escaped = escape(&text);
+            proptest::prop_assert!(!escaped.chars().any(|c| c.is_control() || hidden(c)), "{escaped:?}");
+            proptest::prop_assert!(!escaped.starts_with(' ') && !escaped.ends_with(' '));
+            let back = unescape(&escaped);
+            proptest::prop_assert_eq!(back.as_deref(), Some(text.as_str()));
+        }
     }
 }

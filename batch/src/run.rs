@@ -2,8 +2,8 @@
 //! of bounded size and processed concurrently, outputs written in input order. Every record
 //! boundary is a point the job may checkpoint at (see [`crate::manifest`]).
 
-use std::cell::RefCell;
-use std::ffi::OsString;
+use std::cell::{Cell, RefCell};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -243,27 +243,38 @@ fn job_id(job: &Job<'_>, args: &Options) -> String {
     id
 }
 
-/// Opens a unit's input: a file found by a walk, or replaced in place, is opened without
-/// following a link put in its place since (and without blocking on a FIFO); a file the user
-/// named for `--out` or stdout is opened as named.
+/// Opens a unit's input: a file found by a walk, or replaced in place, through directory
+/// handles from its root (every directory below it and the file itself opened without
+/// following links, and without blocking on a FIFO); a file the user named for `--out` as
+/// named, refused unless regular (never blocking on a FIFO); for stdout or verify, as named.
 fn open_input(unit: &Unit, source: &Path) -> Result<File, BatchError> {
-    let in_place =
-        matches!(&unit.dest, Dest::File(d) if Some(d.as_path()) == unit.source.as_deref());
-    // In place, a link put where a named input was is not followed either.
-    if unit.walked || in_place {
-        let (dir, name) = fsafe::split(source).map_err(|e| BatchError::io("opening", source, e))?;
-        Dir::open(dir)
-            .map_err(FsError::Io)
-            .and_then(|d| d.open_read(name))
+    if let Some(at) = &unit.at {
+        at.open_read()
             .map_err(|e| BatchError::fs("opening", source, e))
+    } else if matches!(unit.dest, Dest::File(_)) {
+        fsafe::open_regular(source).map_err(|e| BatchError::fs("opening", source, e))
     } else {
         File::open(source).map_err(|e| BatchError::io("opening", source, e))
     }
 }
 
-/// The directory holding a file destination, reached without following links below the root,
-/// and the destination's and temporary file's names in it.
+/// The directory holding a file destination, reached without following links below the root
+/// (in place: the input's directory, from the root handle the plan opened), and the
+/// destination's and temporary file's names in it.
 fn dest_dir(unit: &Unit, dest: &Path) -> Result<(Dir, OsString, OsString), BatchError> {
+    if unit.dest_dir.is_none() {
+        let at = unit
+            .at
+            .as_ref()
+            .expect("in-place inputs are reached through handles");
+        let (dir, name) = at
+            .parent()
+            .map_err(|e| BatchError::fs("opening the directory of", dest, e))?;
+        let name = name.to_os_string();
+        let mut tmp = name.clone();
+        tmp.push(PARTIAL);
+        return Ok((dir, name, tmp));
+    }
     let (root, below) = unit
         .dest_dir
         .as_ref()
@@ -341,32 +352,79 @@ async fn run_file_unit(
     }
     let mut start = match entry {
         Some(entry) if entry.state == State::Done => {
+            // Skipped only while it is still the file the earlier run finished; otherwise
+            // refused, fail-closed (see the manifest module's docs): the entry stays.
+            let same = if args.in_place {
+                let now = input_identity(unit, source)?;
+                entry.output == Some(now.into())
+            } else {
+                entry.same_input(&input_identity(unit, source)?)
+            };
+            if !same {
+                return Err(BatchError::ChangedSinceDone {
+                    path: source.to_owned(),
+                });
+            }
             job.progress.add_bytes(entry.input_size);
             return Ok(None);
         }
         Some(entry) if entry.state == State::Committing => {
-            // The output is complete; commit it only if the input is still what was read.
-            let now = input_identity(unit, source)?;
-            if !entry.same_input(&now) {
-                let _ = dir.remove(&tmp_name);
-                fail_entry(manifest, &unit.name, save)?;
-                return Err(BatchError::InputChanged {
-                    path: source.to_owned(),
-                });
-            }
-            if dir
+            let tmp_there = dir
                 .entry_kind(&tmp_name)
                 .map_err(|e| BatchError::io("reading", &tmp, e))?
-                .is_some()
-            {
+                .is_some();
+            if tmp_there {
+                // The output is complete; commit it only if the input is still what was
+                // read and the temporary file is still the one written.
+                let now = input_identity(unit, source)?;
+                if !entry.same_input(&now) {
+                    let _ = dir.remove(&tmp_name);
+                    fail_entry(manifest, &unit.name, save)?;
+                    return Err(BatchError::InputChanged {
+                        path: source.to_owned(),
+                    });
+                }
                 // Ours (regular, owner-only, one link) or refused.
-                drop(
-                    dir.reopen_own(&tmp_name)
-                        .map_err(|e| BatchError::fs("reopening", &tmp, e))?,
-                );
+                let file = dir
+                    .reopen_own(&tmp_name)
+                    .map_err(|e| BatchError::fs("reopening", &tmp, e))?;
+                let written =
+                    Identity::of(&file).map_err(|e| BatchError::io("reading", &tmp, e))?;
+                if entry.output != Some(written.into()) {
+                    let _ = dir.remove(&tmp_name);
+                    fail_entry(manifest, &unit.name, save)?;
+                    return Err(BatchError::Unsafe {
+                        path: tmp.clone(),
+                        what: fsafe::Unsafe::Replaced,
+                    });
+                }
+                drop(file);
                 dir.rename(&tmp_name, &dest_name)
                     .map_err(|e| BatchError::io("renaming over", dest, e))?;
                 dir.sync();
+            } else {
+                // The rename happened before the interruption: the destination must be the
+                // output written, and (with --out) the input unchanged.
+                let now = if args.in_place {
+                    input_identity(unit, source)?
+                } else {
+                    let i = dir
+                        .identity(&dest_name)
+                        .map_err(|e| BatchError::fs("reading", dest, e))?;
+                    if !entry.same_input(&input_identity(unit, source)?) {
+                        fail_entry(manifest, &unit.name, save)?;
+                        return Err(BatchError::InputChanged {
+                            path: source.to_owned(),
+                        });
+                    }
+                    i
+                };
+                if entry.output != Some(now.into()) {
+                    fail_entry(manifest, &unit.name, save)?;
+                    return Err(BatchError::ChangedSinceDone {
+                        path: source.to_owned(),
+                    });
+                }
             }
             let entry = manifest.inputs.get_mut(&unit.name).expect("entry");
             entry.state = State::Done;
@@ -427,80 +485,132 @@ async fn run_file_unit(
                     input_size: at_start.size,
                     input_mtime_ns: at_start.mtime_ns,
                     input_file: at_start.dev_ino,
+                    output: None,
                     counts: Counts::default(),
                 },
             )
         }
     };
-    let positioned = file
-        .set_len(start.output_offset)
-        .and_then(|()| file.seek(SeekFrom::Start(start.output_offset)))
-        .map_err(|e| BatchError::io("writing", &tmp, e))
-        .and_then(|_| {
-            input
-                .seek(SeekFrom::Start(start.input_offset))
-                .map_err(|e| BatchError::io("reading", source, e))
-        });
-    if let Err(e) = positioned {
-        let _ = dir.remove(&tmp_name);
-        return Err(e);
+    // From here the temporary file (plaintext) is guarded: removed on every error and on a
+    // panic; kept when the job is interrupted after a checkpoint pointed the manifest at it.
+    let guard = TempGuard::new(&dir, &tmp_name, start.input_offset > 0);
+    let finished = async {
+        file.set_len(start.output_offset)
+            .and_then(|()| file.seek(SeekFrom::Start(start.output_offset)))
+            .map_err(|e| BatchError::io("writing", &tmp, e))?;
+        input
+            .seek(SeekFrom::Start(start.input_offset))
+            .map_err(|e| BatchError::io("reading", source, e))?;
+        job.progress.add_bytes(start.input_offset);
+        tracing::debug!(
+            input = %escape(&unit.name),
+            format = unit.format.name(),
+            size = at_start.size,
+            from_offset = start.input_offset,
+            "input started"
+        );
+        manifest.inputs.insert(unit.name.clone(), start.clone());
+        save(manifest)?;
+        let mut sink = FileSink {
+            file: BufWriter::with_capacity(1 << 20, file),
+            path: &tmp,
+            written: start.output_offset,
+            total: out_bytes,
+            entry: start.clone(),
+            last_checkpoint: (start.input_offset, Instant::now()),
+            every: args.checkpoint_bytes,
+            manifest: RefCell::new(&mut *manifest),
+            manifest_path,
+            name: &unit.name,
+            checkpointed: &guard.resumable,
+        };
+        let pumped = pump(
+            job,
+            unit,
+            &mut input,
+            start.input_offset,
+            &mut sink,
+            reporter,
+        )
+        .await;
+        let FileSink {
+            file,
+            written,
+            manifest: m,
+            ..
+        } = sink;
+        let counts = pumped?;
+        // Everything after the records: flush, permissions, fsync, the input unchanged, the
+        // two-phase commit.
+        commit(
+            args,
+            unit,
+            source,
+            dest,
+            &tmp,
+            (&dir, &dest_name, &tmp_name),
+            file,
+            &input,
+            at_start,
+            &start,
+            counts,
+            written,
+            m.into_inner(),
+            save,
+            &guard,
+        )
     }
-    job.progress.add_bytes(start.input_offset);
-    tracing::debug!(
-        input = %escape(&unit.name),
-        format = unit.format.name(),
-        size = at_start.size,
-        from_offset = start.input_offset,
-        "input started"
-    );
-    manifest.inputs.insert(unit.name.clone(), start.clone());
-    save(manifest)?;
-    let mut sink = FileSink {
-        file: BufWriter::with_capacity(1 << 20, file),
-        path: &tmp,
-        written: start.output_offset,
-        total: out_bytes,
-        entry: start.clone(),
-        last_checkpoint: (start.input_offset, Instant::now()),
-        every: args.checkpoint_bytes,
-        manifest: RefCell::new(manifest),
-        manifest_path,
-        name: &unit.name,
-    };
-    let pumped = pump(
-        job,
-        unit,
-        &mut input,
-        start.input_offset,
-        &mut sink,
-        reporter,
-    )
     .await;
-    let FileSink {
-        file,
-        written,
-        manifest: m,
-        ..
-    } = sink;
-    let manifest = m.into_inner();
-    // Everything after the records: flush, permissions, fsync, the input unchanged, the
-    // two-phase commit. Any failure leaves no output and no temporary file.
-    let finished = match pumped {
-        Ok(counts) => commit(
-            args, unit, source, dest, &tmp, &dir, &dest_name, &tmp_name, file, &input, at_start,
-            &start, counts, written, manifest, save,
-        ),
-        Err(e) => {
-            drop(file);
-            Err(e)
-        }
-    };
     match finished {
         Ok(all) => Ok(Some(all)),
         Err(e) => {
-            let _ = dir.remove(&tmp_name);
+            // A failed input leaves no output and no temporary file.
+            guard.remove();
             fail_entry(manifest, &unit.name, save)?;
             Err(e)
+        }
+    }
+}
+
+/// The temporary output of an input while it is written (plaintext): removed when the unit
+/// fails ([`TempGuard::remove`]) and when dropped while a panic unwinds; disarmed once renamed
+/// over the destination. Dropped otherwise (the job's future dropped: an interruption), it is
+/// kept only if a checkpoint pointed the manifest at it (`resumable`), so that `--resume`
+/// continues it as after a killed process; a temporary file no checkpoint names is removed.
+struct TempGuard<'a> {
+    dir: &'a Dir,
+    name: &'a OsStr,
+    armed: Cell<bool>,
+    resumable: Cell<bool>,
+}
+
+impl<'a> TempGuard<'a> {
+    fn new(dir: &'a Dir, name: &'a OsStr, resumable: bool) -> Self {
+        TempGuard {
+            dir,
+            name,
+            armed: Cell::new(true),
+            resumable: Cell::new(resumable),
+        }
+    }
+
+    /// The file was renamed over its destination: nothing to remove any more.
+    fn disarm(&self) {
+        self.armed.set(false);
+    }
+
+    /// Removes the temporary file now (a failed unit), whatever checkpoints say.
+    fn remove(&self) {
+        if self.armed.replace(false) {
+            let _ = self.dir.remove(self.name);
+        }
+    }
+}
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed.get() && (std::thread::panicking() || !self.resumable.get()) {
+            let _ = self.dir.remove(self.name);
         }
     }
 }
@@ -531,9 +641,7 @@ fn commit(
     source: &Path,
     dest: &Path,
     tmp: &Path,
-    dir: &Dir,
-    dest_name: &OsString,
-    tmp_name: &OsString,
+    (dir, dest_name, tmp_name): (&Dir, &OsString, &OsString),
     file: BufWriter<File>,
     input: &File,
     at_start: Identity,
@@ -542,6 +650,7 @@ fn commit(
     written: u64,
     manifest: &mut Manifest,
     save: impl Fn(&Manifest) -> Result<(), BatchError>,
+    guard: &TempGuard<'_>,
 ) -> Result<Counts, BatchError> {
     let file = file
         .into_inner()
@@ -573,13 +682,6 @@ fn commit(
     }
     let mut all = start.counts.clone();
     all.add(&counts);
-    let entry = Entry {
-        state: State::Committing,
-        input_offset: at_start.size,
-        output_offset: written,
-        counts: all.clone(),
-        ..start.clone()
-    };
     // The temporary name must still be the file written: something renamed in its place
     // would be committed instead, the plaintext left elsewhere.
     let written_file = Identity::of(&file).map_err(|e| BatchError::io("reading", tmp, e))?;
@@ -589,14 +691,25 @@ fn commit(
     if under_name.dev_ino != written_file.dev_ino {
         return Err(BatchError::Unsafe {
             path: tmp.to_owned(),
-            what: crate::fsafe::Unsafe::NotOwned,
+            what: crate::fsafe::Unsafe::Replaced,
         });
     }
     drop(file);
+    // What a resume checks the output still is (the temporary file before the rename, the
+    // destination after it).
+    let entry = Entry {
+        state: State::Committing,
+        input_offset: at_start.size,
+        output_offset: written,
+        output: Some(written_file.into()),
+        counts: all.clone(),
+        ..start.clone()
+    };
     manifest.inputs.insert(unit.name.clone(), entry);
     save(manifest)?;
     dir.rename(tmp_name, dest_name)
         .map_err(|e| BatchError::io("renaming over", dest, e))?;
+    guard.disarm();
     dir.sync();
     manifest.inputs.get_mut(&unit.name).expect("entry").state = State::Done;
     save(manifest)?;
@@ -643,6 +756,8 @@ struct FileSink<'a> {
     manifest: RefCell<&'a mut Manifest>,
     manifest_path: Option<&'a Path>,
     name: &'a str,
+    /// Set once a checkpoint points the manifest at the temporary file.
+    checkpointed: &'a Cell<bool>,
 }
 
 impl Sink for FileSink<'_> {
@@ -681,6 +796,7 @@ impl Sink for FileSink<'_> {
         let mut manifest = self.manifest.borrow_mut();
         manifest.inputs.insert(self.name.to_owned(), entry);
         manifest.save(path)?;
+        self.checkpointed.set(true);
         tracing::debug!(
             input = %escape(self.name),
             input_offset = input_end,
@@ -942,6 +1058,43 @@ fn peak_rss() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_temporary_file_guard_removes_on_failure_and_panic_keeps_checkpoints() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = Dir::open(t.path()).unwrap();
+        let name = OsStr::new("a.fle-partial");
+        let exists = || t.path().join("a.fle-partial").exists();
+        // A failed unit: removed even after a checkpoint.
+        drop(dir.create_new(name).unwrap());
+        let guard = TempGuard::new(&dir, name, true);
+        guard.remove();
+        drop(guard);
+        assert!(!exists());
+        // Panic unwinding: removed even after a checkpoint.
+        drop(dir.create_new(name).unwrap());
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = TempGuard::new(&dir, name, true);
+            panic!("boom");
+        }));
+        assert!(unwound.is_err());
+        assert!(!exists());
+        // Interrupted (dropped) before any checkpoint: nothing to resume, removed.
+        drop(dir.create_new(name).unwrap());
+        drop(TempGuard::new(&dir, name, false));
+        assert!(!exists());
+        // Interrupted after a checkpoint: kept for --resume.
+        drop(dir.create_new(name).unwrap());
+        let guard = TempGuard::new(&dir, name, false);
+        guard.resumable.set(true);
+        drop(guard);
+        assert!(exists());
+        // Committed: disarmed.
+        let guard = TempGuard::new(&dir, name, false);
+        guard.disarm();
+        drop(guard);
+        assert!(exists());
+    }
 
     #[test]
     fn peak_rss_reads_the_kernel_counter() {
