@@ -429,39 +429,32 @@ fn check_own_files(
     units: &[Unit],
     manifest: Option<&Path>,
 ) -> Result<(), BatchError> {
-    // (identity, what it is, the unit it belongs to)
-    let mut own: Vec<((u64, u64), String, Option<usize>)> = Vec::new();
-    let mut add = |path: &Path, what: &dyn Fn() -> String, unit: Option<usize>| {
+    /// Which of the job's own files an identity belongs to.
+    #[derive(Clone, Copy)]
+    enum Own {
+        Manifest,
+        /// The destination of unit `i` (in place: the input itself).
+        Dest(usize),
+        /// The temporary output of unit `i`.
+        Partial(usize),
+    }
+    let mut own: Vec<((u64, u64), Own)> = Vec::new();
+    let mut add = |path: &Path, kind: Own| {
         for meta in [fs::symlink_metadata(path), fs::metadata(path)]
             .into_iter()
             .flatten()
         {
-            own.push(((meta.dev(), meta.ino()), what(), unit));
+            own.push(((meta.dev(), meta.ino()), kind));
         }
     };
     if let Some(m) = manifest {
-        add(m, &|| "this job's manifest".to_owned(), None);
-        add(
-            &crate::manifest::sibling(m, ".tmp"),
-            &|| "this job's manifest".to_owned(),
-            None,
-        );
+        add(m, Own::Manifest);
+        add(&crate::manifest::sibling(m, ".tmp"), Own::Manifest);
     }
     for (i, unit) in units.iter().enumerate() {
         if let Dest::File(d) = &unit.dest {
-            let what = || {
-                if args.in_place {
-                    format!("the same file as the input {}", unit.name)
-                } else {
-                    format!("the output of {}", unit.name)
-                }
-            };
-            add(d, &what, Some(i));
-            add(
-                &crate::manifest::sibling(d, PARTIAL),
-                &|| format!("a temporary output of this job (for {})", unit.name),
-                Some(i),
-            );
+            add(d, Own::Dest(i));
+            add(&crate::manifest::sibling(d, PARTIAL), Own::Partial(i));
         }
     }
     if own.is_empty() {
@@ -473,11 +466,21 @@ fn check_own_files(
             continue;
         };
         let id = (meta.dev(), meta.ino());
-        let clash = own.iter().find(|(other, what, i)| {
-            // In place an input is its own destination.
-            *other == id && !(args.in_place && *i == Some(j) && !what.starts_with("a temporary"))
+        // In place an input is its own destination.
+        let clash = own.iter().find(|(other, kind)| {
+            *other == id && !(args.in_place && matches!(kind, Own::Dest(i) if *i == j))
         });
-        if let Some((_, what, _)) = clash {
+        if let Some((_, kind)) = clash {
+            let what = match *kind {
+                Own::Manifest => "this job's manifest".to_owned(),
+                Own::Dest(i) if args.in_place => {
+                    format!("the same file as the input {}", units[i].name)
+                }
+                Own::Dest(i) => format!("the output of {}", units[i].name),
+                Own::Partial(i) => {
+                    format!("a temporary output of this job (for {})", units[i].name)
+                }
+            };
             return Err(usage(format!(
                 "the input {} is {what}: a job cannot read its own files (nothing was written)",
                 source.display()
