@@ -7,7 +7,7 @@
 # command line and libssl-dev (Debian packages, for OpenSSL interop and the benchmark baseline),
 # Node.js (runs the Lambda@Edge package in the tests), LocalStack in a virtualenv (the tests
 # start it on a free loopback port themselves),
-# a Python virtualenv with pyca/cryptography (Python interop), and cargo-deny. Then: format,
+# a Python virtualenv with pyca/cryptography and pyhpke (Python interop), and cargo-deny. Then: format,
 # clippy (native and wasm32), docs, cargo-deny, the wasm32 build, doc tests, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,11 +39,11 @@ else
     echo "all present"
 fi
 
-step "Python test environment (pyca/cryptography; pycryptodome and boto3 for the reference-design benchmark peers)"
+step "Python test environment (pyca/cryptography and pyhpke for interop; pycryptodome and boto3 for the reference-design benchmark peers)"
 venv="$root/target/test-env/venv"
-if ! "$venv/bin/python" -c 'import cryptography, Crypto, boto3' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import cryptography, pyhpke, Crypto, boto3' 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==50.0.2' 'pycryptodome==4.4.0' 'boto3==1.44.5'
+    "$venv/bin/pip" install -q --disable-pip-version-check 'cryptography==50.0.2' 'pyhpke==0.6.5' 'pycryptodome==4.4.0' 'boto3==1.44.5'
 fi
 export FLE_PYTHON="$venv/bin/python"
 "$FLE_PYTHON" -c 'import cryptography; print("cryptography", cryptography.__version__)'

@@ -52,7 +52,7 @@ fn envelopes_round_trip_through_the_scanner() {
                     ScanItem::Envelope(f) => {
                         assert_eq!(f.span.len(), key.envelope_len());
                         private
-                            .decrypt_envelope(&f.envelope)
+                            .decrypt_envelope(f.key, &f.envelope)
                             .unwrap()
                             .as_str()
                             .unwrap()
@@ -114,7 +114,10 @@ fn size_boundaries() {
                 panic!()
             };
             assert_eq!(
-                private.decrypt_envelope(&found.envelope).unwrap().as_str(),
+                private
+                    .decrypt_envelope(found.key, &found.envelope)
+                    .unwrap()
+                    .as_str(),
                 Some(fits.as_str())
             );
             // The backend enforces the limit too, for callers below FieldEncryptor.

@@ -1,13 +1,15 @@
 //! The test vectors of the written specification, `docs/ENVELOPE.md`, read from that file: each
-//! `message (hex)` / `envelope` pair must be found by the scanner as one well-formed version-1
-//! envelope of the demo key and open, with the demo private key, to exactly that message. So
-//! the specification's examples cannot drift from the code.
+//! `message (hex)` / `envelope` pair must be one well-formed envelope of its demo key (version 1
+//! under the RSA key `01`, version 2 under `01` and the P-256 key `02`) and open, with the demo
+//! private key, to exactly that message. So the specification's examples cannot drift from the
+//! code.
 
 use std::path::Path;
 
 use fle_shared::demo::DEMO_PUBLIC_KEY_PEM;
 use fle_shared::{
-    v1_payload_len, Envelope, KeyEntry, Keyring, OaepPrivateKey, RsaPublicKey, ScanItem,
+    v1_payload_len, Envelope, KeyEntry, KeyId, KeyKind, Keyring, MarkerPair, OaepPrivateKey,
+    P256PrivateKey, RsaPublicKey, ScanItem,
 };
 
 fn spec() -> String {
@@ -15,19 +17,38 @@ fn spec() -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-/// The (message, envelope) pairs of the specification, in order.
-fn vectors(text: &str) -> Vec<(Vec<u8>, String)> {
+/// One vector of the specification.
+struct Vector {
+    /// The key id (`01` when the vector does not say).
+    key: String,
+    /// The bound path, for version-2 vectors that have one.
+    path: Option<String>,
+    message: Vec<u8>,
+    envelope: String,
+}
+
+/// The vectors of the specification, in order.
+fn vectors(text: &str) -> Vec<Vector> {
     let mut out = Vec::new();
-    let mut message = None;
+    let (mut key, mut path, mut message) = (None, None, None);
     for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("message (hex):") {
+        if let Some(rest) = line.strip_prefix("key:") {
+            key = Some(rest.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("path (utf-8):") {
+            let rest = rest.trim();
+            path = (rest != "(none)").then(|| rest.to_owned());
+        } else if let Some(rest) = line.strip_prefix("message (hex):") {
             let hex = rest.split_whitespace().next().unwrap();
             message = Some(decode_hex(hex));
         } else if let Some(rest) = line.strip_prefix("envelope:") {
-            let m = message
-                .take()
-                .expect("an envelope line follows its message line");
-            out.push((m, rest.trim().to_owned()));
+            out.push(Vector {
+                key: key.take().unwrap_or_else(|| "01".into()),
+                path: path.take(),
+                message: message
+                    .take()
+                    .expect("an envelope line follows its message line"),
+                envelope: rest.trim().to_owned(),
+            });
         }
     }
     out
@@ -49,18 +70,22 @@ fn decode_hex(hex: &str) -> Vec<u8> {
 #[test]
 fn specification_vectors_open_with_the_demo_key() {
     let text = spec();
-    let vectors = vectors(&text);
+    let vectors: Vec<Vector> = vectors(&text)
+        .into_iter()
+        .filter(|v| v.envelope.len() == 4 + v1_payload_len(256) + 4)
+        .collect();
     assert_eq!(
         vectors.len(),
         2,
-        "the specification's vectors were not all found"
+        "the specification's version-1 vectors were not all found"
     );
     let public = RsaPublicKey::from_pem(DEMO_PUBLIC_KEY_PEM).unwrap();
     let keyring = Keyring::new(vec![KeyEntry::new("01".parse().unwrap(), public)]).unwrap();
     let private = demo_private_key();
-    for (message, envelope) in vectors {
-        // Version 1 for RSA-2048: markers + exactly 344 payload characters.
-        assert_eq!(envelope.len(), 4 + v1_payload_len(256) + 4);
+    for Vector {
+        message, envelope, ..
+    } in vectors
+    {
         let items: Vec<_> = keyring.scanner().scan_str(&envelope).collect();
         let [ScanItem::Envelope(found)] = &items[..] else {
             panic!("not exactly one well-formed envelope: {items:?}");
@@ -69,9 +94,80 @@ fn specification_vectors_open_with_the_demo_key() {
         assert_eq!(found.key.as_str(), "01");
         assert!(matches!(found.envelope, Envelope::V1 { .. }));
         assert_eq!(found.envelope.version(), 1);
-        let plain = private.decrypt_envelope(&found.envelope).unwrap();
+        let plain = private
+            .decrypt_envelope(found.key, &found.envelope)
+            .unwrap();
         assert_eq!(plain.as_bytes(), &message[..]);
     }
+}
+
+/// Opens a version-2 vector with the demo key it names; `path` overrides the vector's.
+fn open_v2(v: &Vector, path: Option<&str>) -> Result<Vec<u8>, String> {
+    let id: KeyId = v.key.parse().unwrap();
+    let markers = MarkerPair::default_for(&id);
+    let payload = v
+        .envelope
+        .strip_prefix(markers.prefix.as_str())
+        .and_then(|p| p.strip_suffix(markers.suffix.as_str()))
+        .expect("the vector carries its key's default markers");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let decode = |kind| match Envelope::decode_payload(payload.as_bytes(), kind) {
+        Ok(Envelope::V2(token)) => Ok(token),
+        Ok(_) => Err("not version 2".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (token, secret) = match v.key.as_str() {
+        "02" => {
+            let pem = std::fs::read_to_string(root.join("keys/demo-02.key.pem")).unwrap();
+            let token = decode(KeyKind::P256)?;
+            let secret = P256PrivateKey::from_pem(&pem).unwrap().decapsulate(&token);
+            (token, secret)
+        }
+        "01" => {
+            let token = decode(KeyKind::Rsa { modulus_len: 256 })?;
+            let secret = demo_private_key().unwrap_v2(&token);
+            (token, secret)
+        }
+        other => panic!("no demo key {other}"),
+    };
+    let secret = secret.map_err(|e| e.to_string())?;
+    secret
+        .open(&id, &token, path.map(str::as_bytes))
+        .map(|p| p.as_bytes().to_vec())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn version_2_vectors_open_with_the_demo_keys() {
+    let text = spec();
+    let vectors: Vec<Vector> = vectors(&text)
+        .into_iter()
+        .filter(|v| v.envelope.len() != 4 + v1_payload_len(256) + 4)
+        .collect();
+    assert_eq!(
+        vectors.len(),
+        3,
+        "the specification's version-2 vectors were not all found"
+    );
+    for v in &vectors {
+        assert_eq!(
+            open_v2(v, v.path.as_deref()).as_deref(),
+            Ok(&v.message[..]),
+            "{}",
+            v.envelope
+        );
+        if v.path.is_some() {
+            assert!(open_v2(v, None).is_err());
+            assert!(open_v2(v, Some("SSN")).is_err());
+        }
+    }
+    // An 11-byte value under the P-256 key: 96 characters with the markers (v1: 352); a 9-byte
+    // value has the same length (64 token bytes either way round up to 88 base64 characters).
+    assert_eq!(vectors[0].message.len(), 11);
+    assert_eq!(vectors[0].envelope.len(), 96);
+    // The first two are one request: one encapsulation, indexes 0 and 1.
+    // (Payload characters 4..44 are token bytes 3..33, inside the 33-byte encapsulation.)
+    assert_eq!(vectors[0].envelope[8..48], vectors[1].envelope[8..48]);
 }
 
 #[test]
@@ -79,7 +175,7 @@ fn a_damaged_vector_does_not_open() {
     // One payload character changed (the length stays, so it still scans as an envelope):
     // OAEP's integrity check refuses it; no other plaintext comes out.
     let text = spec();
-    let (_, envelope) = vectors(&text).remove(0);
+    let envelope = vectors(&text).remove(0).envelope;
     let public = RsaPublicKey::from_pem(DEMO_PUBLIC_KEY_PEM).unwrap();
     let keyring = Keyring::new(vec![KeyEntry::new("01".parse().unwrap(), public)]).unwrap();
     let private = demo_private_key();
@@ -90,5 +186,7 @@ fn a_damaged_vector_does_not_open() {
     let [ScanItem::Envelope(found)] = &items[..] else {
         panic!("not exactly one envelope: {items:?}");
     };
-    assert!(private.decrypt_envelope(&found.envelope).is_err());
+    assert!(private
+        .decrypt_envelope(found.key, &found.envelope)
+        .is_err());
 }

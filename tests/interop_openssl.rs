@@ -53,7 +53,7 @@ fn we_decrypt_what_openssl_encrypts() {
             };
             assert_eq!(
                 private
-                    .decrypt_envelope(&found.envelope)
+                    .decrypt_envelope(found.key, &found.envelope)
                     .unwrap()
                     .as_bytes(),
                 &plaintext[..]

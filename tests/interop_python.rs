@@ -6,40 +6,24 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::*;
 use fle_shared::backend;
 
 /// Runs tests/support/oaep.py with one hex line per input, returns one decoded line per output.
 fn oaep_py(mode: &str, key: &std::path::Path, inputs: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let script = root().join("tests/support/oaep.py");
-    let mut child = Tool::Python
-        .command()
-        .arg(&script)
-        .arg(mode)
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for input in inputs {
-        let line = if input.is_empty() {
-            "-".to_owned()
-        } else {
-            hex(input)
-        };
-        writeln!(stdin, "{line}").unwrap();
-    }
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "oaep.py {mode} failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(unhex)
+    let lines: Vec<String> = inputs
+        .iter()
+        .map(|input| {
+            if input.is_empty() {
+                "-".to_owned()
+            } else {
+                hex(input)
+            }
+        })
+        .collect();
+    python_lines("oaep.py", &[mode.as_ref(), key.as_os_str()], &lines)
+        .iter()
+        .map(|line| unhex(line))
         .collect()
 }
 

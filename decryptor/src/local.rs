@@ -20,30 +20,29 @@ impl LocalKeyProvider {
 
 impl KeyProvider for LocalKeyProvider {
     fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a> {
-        let result = match self.keys.iter().find(|(id, _)| id == key.id()) {
-            None => Err(ProviderError::NotConfigured {
-                key: key.id().clone(),
-                what: "no private key",
-            }),
-            Some((_, private)) if private.public_key() != key.public_key() => {
-                Err(ProviderError::Failed {
+        let result =
+            match self.keys.iter().find(|(id, _)| id == key.id()) {
+                None => Err(ProviderError::NotConfigured {
                     key: key.id().clone(),
-                    class: ErrorClass::Permanent,
-                    code: "KeyMismatch".into(),
-                    message: "the private key does not match the keyring's public key".into(),
-                })
-            }
-            Some((_, private)) => {
-                private
-                    .decrypt_envelope(envelope)
-                    .map_err(|e| ProviderError::Failed {
+                    what: "no private key",
+                }),
+                Some((_, private)) if private.public_key() != key.public_key() => {
+                    Err(ProviderError::Failed {
+                        key: key.id().clone(),
+                        class: ErrorClass::Permanent,
+                        code: "KeyMismatch".into(),
+                        message: "the private key does not match the keyring's public key".into(),
+                    })
+                }
+                Some((_, private)) => private.decrypt_envelope(key.id(), envelope).map_err(|e| {
+                    ProviderError::Failed {
                         key: key.id().clone(),
                         class: ErrorClass::Permanent,
                         code: "DecryptionFailed".into(),
                         message: e.to_string(),
-                    })
-            }
-        };
+                    }
+                }),
+            };
         Box::pin(std::future::ready(result))
     }
 }

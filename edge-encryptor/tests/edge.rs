@@ -69,7 +69,7 @@ fn decrypt_all(edge: &EdgeEncryptor, text: &str) -> Vec<Vec<u8>> {
         .map(|item| match item {
             ScanItem::Envelope(f) => {
                 let key = if f.key.as_str() == "01" { &k01 } else { &k02 };
-                key.decrypt_envelope(&f.envelope)
+                key.decrypt_envelope(f.key, &f.envelope)
                     .unwrap()
                     .as_bytes()
                     .to_vec()

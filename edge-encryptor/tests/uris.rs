@@ -85,7 +85,7 @@ fn check(edge: &EdgeEncryptor, method: &str, uri: &str, expect: Expect) {
                 .scan_str(body)
                 .map(|item| match item {
                     ScanItem::Envelope(f) => String::from_utf8(
-                        key.decrypt_envelope(&f.envelope)
+                        key.decrypt_envelope(f.key, &f.envelope)
                             .unwrap()
                             .as_bytes()
                             .to_vec(),

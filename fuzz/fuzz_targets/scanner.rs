@@ -58,7 +58,7 @@ fn envelope_at(text: &[u8], at: usize, key: &ScanKey) -> Option<usize> {
     let payload = &rest[p.len()..payload_end];
     let s = key.markers.suffix.as_bytes();
     if rest[payload_end..].starts_with(s)
-        && Envelope::decode_payload(payload, key.modulus_len).is_ok()
+        && Envelope::decode_payload(payload, fle_shared::KeyKind::Rsa { modulus_len: key.modulus_len }).is_ok()
     {
         Some(at + payload_end + s.len())
     } else {

@@ -12,13 +12,12 @@
 //! - The RSA ciphertext is exactly `k` bytes, so a whole RSA-2048 envelope with the default
 //!   markers is 352 characters.
 //!
-//! # Later versions
+//! # Version 2
 //!
-//! [`Envelope`] is `#[non_exhaustive]`. A later version (the planned hybrid envelope, an
-//! RSA-OAEP-wrapped AES-256-GCM data key) will use the same markers and the same base64
-//! alphabet, and will be told apart from version 1 by its payload length: version 1 payloads
-//! have exactly the length above, and every other length is reserved. Callers that scan, decode
-//! and decrypt through [`Envelope`] keep working unchanged.
+//! A hybrid envelope with the same markers and alphabet ([`crate::EnvelopeV2`], section 5 of
+//! `docs/ENVELOPE.md`). Under an RSA key a payload of exactly the version-1 length is version 1
+//! and any other payload must be version 2 (its first byte is `0x02`, and it is always longer);
+//! under a P-256 key every payload is version 2.
 
 use std::fmt;
 
@@ -26,6 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::key::MarkerPair;
+use crate::v2::{EnvelopeV2, KeyKind};
 
 pub use crate::alphabet::is_payload_byte;
 
@@ -68,18 +68,29 @@ pub enum Envelope {
         /// The raw RSA ciphertext (what KMS `Decrypt` takes as `CiphertextBlob`).
         rsa_ciphertext: Vec<u8>,
     },
+    /// Version 2: one value's self-contained token of a hybrid envelope.
+    V2(EnvelopeV2),
 }
 
 impl Envelope {
-    /// Decodes the base64 payload found between a key's markers, for a key with a
-    /// `modulus_len`-byte modulus.
-    pub fn decode_payload(payload: &[u8], modulus_len: usize) -> Result<Self, EnvelopeError> {
-        if payload.len() != v1_payload_len(modulus_len) {
-            return Err(EnvelopeError::UnsupportedLength {
-                len: payload.len(),
-                expected: v1_payload_len(modulus_len),
-            });
+    /// Decodes the base64 payload found between a key's markers, for a key of `kind`
+    /// (docs/ENVELOPE.md section 4 tells versions apart).
+    pub fn decode_payload(payload: &[u8], kind: KeyKind) -> Result<Self, EnvelopeError> {
+        match kind {
+            KeyKind::Rsa { modulus_len } if payload.len() == v1_payload_len(modulus_len) => {
+                Self::decode_v1(payload, modulus_len)
+            }
+            KeyKind::Rsa { modulus_len } if payload.len() < kind.v2_min_payload_len() => {
+                Err(EnvelopeError::UnsupportedLength {
+                    len: payload.len(),
+                    expected: v1_payload_len(modulus_len),
+                })
+            }
+            _ => EnvelopeV2::decode_payload(payload, kind).map(Envelope::V2),
         }
+    }
+
+    fn decode_v1(payload: &[u8], modulus_len: usize) -> Result<Self, EnvelopeError> {
         let mut rsa_ciphertext = vec![0u8; modulus_len + 2];
         let n = STANDARD
             .decode_slice(payload, &mut rsa_ciphertext)
@@ -91,10 +102,11 @@ impl Envelope {
         Ok(Envelope::V1 { rsa_ciphertext })
     }
 
-    /// The format version (1 today).
+    /// The format version (1 or 2).
     pub fn version(&self) -> u8 {
         match self {
             Envelope::V1 { .. } => 1,
+            Envelope::V2(_) => 2,
         }
     }
 }
@@ -106,6 +118,7 @@ impl fmt::Debug for Envelope {
                 .debug_struct("Envelope::V1")
                 .field("rsa_ciphertext_len", &rsa_ciphertext.len())
                 .finish(),
+            Envelope::V2(token) => token.fmt(f),
         }
     }
 }
@@ -125,6 +138,36 @@ pub enum EnvelopeError {
     /// Not canonical standard padded base64.
     #[error("envelope payload is not canonical standard base64")]
     InvalidBase64,
+    /// A version byte this reader does not know (or 0x00/0x01, which no version uses).
+    #[error("envelope version byte {version:#04x} is not supported (this reader opens 1 and 2)")]
+    UnsupportedVersion {
+        /// The token's first byte.
+        version: u8,
+    },
+    /// A version-2 token with flag bits this reader does not know.
+    #[error("envelope version 2 with unknown flags {flags:#04x}")]
+    UnknownFlags {
+        /// The flags byte.
+        flags: u8,
+    },
+    /// A version-2 payload shorter than an empty value's.
+    #[error(
+        "envelope version 2 payload of {len} characters; the shortest under this key is {min}"
+    )]
+    TooShort {
+        /// Payload length.
+        len: usize,
+        /// Shortest payload under this key.
+        min: usize,
+    },
+    /// A version-2 payload longer than a 1 MiB value's.
+    #[error("envelope version 2 payload of {len} characters; the longest under this key is {max}")]
+    TooLong {
+        /// Payload length.
+        len: usize,
+        /// Longest payload under this key.
+        max: usize,
+    },
 }
 
 #[cfg(test)]
@@ -148,13 +191,13 @@ mod tests {
         write_v1(&m, &ct, &mut s);
         assert_eq!(s.len(), 352);
         let payload = &s.as_bytes()[4..s.len() - 4];
-        let env = Envelope::decode_payload(payload, 256).unwrap();
+        let env = Envelope::decode_payload(payload, KeyKind::Rsa { modulus_len: 256 }).unwrap();
         assert_eq!(env, Envelope::V1 { rsa_ciphertext: ct });
         assert_eq!(env.version(), 1);
         assert!(!format!("{env:?}").contains("255"));
 
         assert_eq!(
-            Envelope::decode_payload(payload, 384),
+            Envelope::decode_payload(payload, KeyKind::Rsa { modulus_len: 384 }),
             Err(EnvelopeError::UnsupportedLength {
                 len: 344,
                 expected: 512
@@ -165,14 +208,14 @@ mod tests {
         let i = bad.len() - 3;
         bad[i] = b'B';
         assert_eq!(
-            Envelope::decode_payload(&bad, 256),
+            Envelope::decode_payload(&bad, KeyKind::Rsa { modulus_len: 256 }),
             Err(EnvelopeError::InvalidBase64)
         );
         // Padding in the middle.
         let mut bad = payload.to_vec();
         bad[10] = b'=';
         assert_eq!(
-            Envelope::decode_payload(&bad, 256),
+            Envelope::decode_payload(&bad, KeyKind::Rsa { modulus_len: 256 }),
             Err(EnvelopeError::InvalidBase64)
         );
     }

@@ -299,6 +299,12 @@ pub enum PublicKeyError {
     /// A key of another algorithm.
     #[error("not an RSA key (algorithm {0})")]
     NotRsa(String),
+    /// Not an EC key on P-256.
+    #[error("not an EC P-256 key ({0})")]
+    NotP256(String),
+    /// Neither an RSA nor an EC P-256 key.
+    #[error("algorithm {0} is neither RSA nor EC P-256")]
+    UnsupportedAlgorithm(String),
     /// Modulus other than 2048, 3072 or 4096 bits.
     #[error("RSA key of {bits} bits: only 2048, 3072 and 4096 are supported")]
     UnsupportedSize {
@@ -407,4 +413,109 @@ pub(crate) fn check_marker_overlap(keys: &[(&KeyId, &MarkerPair)]) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// OID of `id-ecPublicKey` (RFC 5480).
+const ID_EC_PUBLIC_KEY: spki::ObjectIdentifier =
+    spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+/// OID of the named curve `prime256v1` (P-256, secp256r1).
+const PRIME256V1: spki::ObjectIdentifier =
+    spki::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+
+/// A validated EC P-256 public key (DER SubjectPublicKeyInfo, as KMS `GetPublicKey` returns it
+/// for `KEY_AGREEMENT` keys of spec `ECC_NIST_P256`): the recipient key of envelope version 2's
+/// `hpke-p256` encapsulation.
+///
+/// The point is checked to be on the curve and not the identity; parsing is pure Rust, the same
+/// on every platform.
+#[derive(Clone, PartialEq, Eq)]
+pub struct P256PublicKey {
+    spki_der: Vec<u8>,
+    point: [u8; 65],
+}
+
+impl P256PublicKey {
+    /// Parses a DER SubjectPublicKeyInfo (`id-ecPublicKey` with the named curve `prime256v1`;
+    /// the point compressed or not).
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, PublicKeyError> {
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| PublicKeyError::Malformed(e.to_string()))?;
+        if spki.algorithm.oid != ID_EC_PUBLIC_KEY {
+            return Err(PublicKeyError::NotP256(spki.algorithm.oid.to_string()));
+        }
+        let curve = spki
+            .algorithm
+            .parameters_oid()
+            .map_err(|_| PublicKeyError::NotP256("an EC key without a named curve".into()))?;
+        if curve != PRIME256V1 {
+            return Err(PublicKeyError::NotP256(format!("EC curve {curve}")));
+        }
+        let bytes = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| PublicKeyError::Malformed("unaligned public key bit string".into()))?;
+        let point = uncompressed_p256_point(bytes)
+            .ok_or_else(|| PublicKeyError::Malformed("not a point on P-256".into()))?;
+        Ok(P256PublicKey {
+            spki_der: der.to_vec(),
+            point,
+        })
+    }
+
+    /// The public key with this SEC 1 point (compressed or uncompressed).
+    pub fn from_sec1_point(point: &[u8]) -> Result<Self, PublicKeyError> {
+        let point = uncompressed_p256_point(point)
+            .ok_or_else(|| PublicKeyError::Malformed("not a point on P-256".into()))?;
+        Ok(P256PublicKey {
+            spki_der: p256_spki_der(&point),
+            point,
+        })
+    }
+
+    /// The SubjectPublicKeyInfo, DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    /// The point, SEC 1 uncompressed (`0x04 ‖ x ‖ y`, 65 bytes): HPKE's `pkRm`.
+    pub fn uncompressed_point(&self) -> &[u8; 65] {
+        &self.point
+    }
+
+    /// The key as a PEM `PUBLIC KEY` block (LF line endings).
+    pub fn to_pem(&self) -> String {
+        pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, &self.spki_der)
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for P256PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("P256PublicKey").finish_non_exhaustive()
+    }
+}
+
+/// The DER prefix of a P-256 SubjectPublicKeyInfo with an uncompressed point: what precedes the
+/// 65 point bytes (docs/ENVELOPE.md section 5.4).
+pub const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The DER SubjectPublicKeyInfo of an uncompressed P-256 point (what KMS `DeriveSharedSecret`
+/// takes as `PublicKey`).
+pub fn p256_spki_der(uncompressed: &[u8; 65]) -> Vec<u8> {
+    let mut der = Vec::with_capacity(91);
+    der.extend_from_slice(&P256_SPKI_PREFIX);
+    der.extend_from_slice(uncompressed);
+    der
+}
+
+/// Validates a SEC 1 P-256 point (compressed or uncompressed; not the identity) and returns it
+/// uncompressed.
+pub(crate) fn uncompressed_p256_point(sec1: &[u8]) -> Option<[u8; 65]> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let key = p256::PublicKey::from_sec1_bytes(sec1).ok()?;
+    key.to_encoded_point(false).as_bytes().try_into().ok()
 }

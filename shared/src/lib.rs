@@ -3,7 +3,10 @@
 //!
 //! A sensitive value becomes one **envelope**: the key's prefix, the standard base64 of its
 //! RSA-OAEP-SHA256 ciphertext, and the key's suffix (`#01#…#10#`), byte-compatible with the
-//! AWS reference design ([`Envelope`], [`write_v1`]). A [`Keyring`] names the keys and their markers; a
+//! AWS reference design ([`Envelope`], [`write_v1`]). Envelope version 2 ([`V2Sealer`],
+//! [`V2Secret`], [`EnvelopeV2`]) encapsulates one key per request (HPKE with a P-256 key, or an
+//! RSA-OAEP-wrapped data key) and seals each value with AES-256-GCM; `docs/ENVELOPE.md` is the
+//! specification of both. A [`Keyring`] names the keys and their markers; a
 //! [`Scanner`] finds envelopes in any text in one pass; a [`FieldEncryptor`] writes them using a
 //! crypto [`backend::Backend`]; an [`OaepPrivateKey`] (aws-lc-rs) opens them locally, while production
 //! decryption goes through AWS KMS in `fle-decryptor`.
@@ -52,21 +55,27 @@ mod private_key;
 mod scan;
 mod secret;
 mod stream;
+mod v2;
 
 pub use encrypt::{EncryptError, FieldEncryptor, KeyEncryptor};
 pub use envelope::{
     is_payload_byte, v1_envelope_len, v1_payload_len, write_v1, Envelope, EnvelopeError,
 };
 pub use key::{
-    KeyId, KeyIdError, Marker, MarkerError, MarkerOverlap, MarkerPair, PublicKeyError,
-    RsaPublicKey, MAX_KEY_ID_LEN, MAX_MARKER_LEN, SUPPORTED_MODULUS_BITS,
+    p256_spki_der, KeyId, KeyIdError, Marker, MarkerError, MarkerOverlap, MarkerPair,
+    P256PublicKey, PublicKeyError, RsaPublicKey, MAX_KEY_ID_LEN, MAX_MARKER_LEN, P256_SPKI_PREFIX,
+    SUPPORTED_MODULUS_BITS,
 };
 pub use keyring::{KeyEntry, Keyring, KeyringError};
 #[cfg(feature = "aws-lc")]
-pub use private_key::{DecryptError, OaepPrivateKey, PrivateKeyError};
+pub use private_key::{DecryptError, OaepPrivateKey, P256PrivateKey, PrivateKeyError};
 pub use scan::{
     FoundEnvelope, MalformedEnvelope, MalformedReason, ScanError, ScanItem, ScanIter, ScanKey,
     Scanner,
 };
 pub use secret::Plaintext;
 pub use stream::{StreamRegion, StreamScanner};
+pub use v2::{
+    v2_envelope_len, EnvelopeV2, KeyKind, OpenError, SealError, V2Sealer, V2Secret, V2_FLAG_PATH,
+    V2_MAX_MESSAGE_LEN, V2_MAX_PATH_LEN, V2_VERSION,
+};

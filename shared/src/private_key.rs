@@ -1,4 +1,4 @@
-//! Decryption with a local RSA private key (aws-lc-rs only).
+//! Decryption with a local private key, RSA or P-256 (aws-lc-rs only).
 //!
 //! For the demo, tests, and the reference design's "external key pair" mode, where the private
 //! key lives outside KMS. The `rsa` crate is never used for private-key operations (Marvin
@@ -10,9 +10,12 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
 use zeroize::Zeroizing;
 
+use aws_lc_rs::agreement::{self, UnparsedPublicKey, ECDH_P256};
+
 use crate::envelope::Envelope;
-use crate::key::{PublicKeyError, RsaPublicKey};
+use crate::key::{KeyId, P256PublicKey, PublicKeyError, RsaPublicKey};
 use crate::secret::Plaintext;
+use crate::v2::{EnvelopeV2, KeyKind, OpenError, V2Secret};
 
 /// An RSA private key (2048, 3072 or 4096 bits) for RSA-OAEP-SHA256 decryption.
 pub struct OaepPrivateKey {
@@ -69,13 +72,8 @@ impl OaepPrivateKey {
             }
         };
         let pair = KeyPair::generate(size).map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
-        let der: aws_lc_rs::encoding::Pkcs8V1Der<'static> = pair
-            .as_der()
-            .map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
-        let der = Zeroizing::new(der.as_ref().to_vec());
-        let pem = pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, &der)
-            .map_err(|e| PrivateKeyError::Rejected(format!("PEM: {e}")))?;
-        Ok((Self::from_pkcs8_der(&der)?, Zeroizing::new(pem)))
+        let (der, pem) = pkcs8_der_and_pem(pair.as_der())?;
+        Ok((Self::from_pkcs8_der(&der)?, pem))
     }
 
     /// The matching public key.
@@ -101,12 +99,39 @@ impl OaepPrivateKey {
         Ok(Plaintext::from(std::mem::take(&mut *out)))
     }
 
-    /// Decrypts an envelope.
-    pub fn decrypt_envelope(&self, envelope: &Envelope) -> Result<Plaintext, DecryptError> {
+    /// Unwraps the data key of a version-2 `rsa-oaep` encapsulation: the secret that opens every
+    /// value sealed under it.
+    pub fn unwrap_v2(&self, token: &EnvelopeV2) -> Result<V2Secret, DecryptError> {
+        if !matches!(token.kind(), KeyKind::Rsa { .. }) {
+            return Err(DecryptError::V2(OpenError::WrongSecret));
+        }
+        let data_key = self.decrypt(token.encapsulation())?;
+        Ok(V2Secret::from_data_key(data_key.as_bytes())?)
+    }
+
+    /// Decrypts an envelope found under the markers of key `id` (version 1, or version 2 without
+    /// path binding; [`V2Secret::open`] takes a path).
+    pub fn decrypt_envelope(
+        &self,
+        id: &KeyId,
+        envelope: &Envelope,
+    ) -> Result<Plaintext, DecryptError> {
         match envelope {
             Envelope::V1 { rsa_ciphertext } => self.decrypt(rsa_ciphertext),
+            Envelope::V2(token) => Ok(self.unwrap_v2(token)?.open(id, token, None)?),
         }
     }
+}
+
+/// A freshly generated key's PKCS#8 DER (from aws-lc-rs) and its PEM, both zeroized on drop.
+fn pkcs8_der_and_pem(
+    der: Result<aws_lc_rs::encoding::Pkcs8V1Der<'static>, aws_lc_rs::error::Unspecified>,
+) -> Result<(Zeroizing<Vec<u8>>, Zeroizing<String>), PrivateKeyError> {
+    let der = der.map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+    let der = Zeroizing::new(der.as_ref().to_vec());
+    let pem = pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, &der)
+        .map_err(|e| PrivateKeyError::Rejected(format!("PEM: {e}")))?;
+    Ok((der, Zeroizing::new(pem)))
 }
 
 impl fmt::Debug for OaepPrivateKey {
@@ -150,4 +175,94 @@ pub enum DecryptError {
     /// OAEP decoding failed: wrong key, corrupted or forged ciphertext.
     #[error("decryption failed: wrong key or corrupted ciphertext")]
     Rejected,
+    /// A version-2 envelope did not open.
+    #[error(transparent)]
+    V2(#[from] OpenError),
+    /// An envelope of a kind this key cannot open (a version-1 envelope for a P-256 key).
+    #[error("this key cannot open envelope version {version}")]
+    WrongKind {
+        /// The envelope's version.
+        version: u8,
+    },
+}
+
+/// A P-256 private key for envelope version 2's `hpke-p256` (aws-lc-rs ECDH): the local
+/// counterpart of a KMS `KEY_AGREEMENT` key.
+pub struct P256PrivateKey {
+    key: agreement::PrivateKey,
+    public: P256PublicKey,
+}
+
+impl P256PrivateKey {
+    /// Parses a DER private key: PKCS#8 (`PrivateKeyInfo`, unencrypted) or SEC 1
+    /// (`ECPrivateKey`, RFC 5915).
+    pub fn from_der(der: &[u8]) -> Result<Self, PrivateKeyError> {
+        let key = agreement::PrivateKey::from_private_key_der(&ECDH_P256, der)
+            .map_err(|e| PrivateKeyError::Rejected(format!("not a P-256 private key: {e}")))?;
+        let point = key
+            .compute_public_key()
+            .map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+        let public = P256PublicKey::from_sec1_point(point.as_ref())?;
+        Ok(P256PrivateKey { key, public })
+    }
+
+    /// Parses a PEM `PRIVATE KEY` (PKCS#8, what `openssl genpkey` writes) or `EC PRIVATE KEY`
+    /// (SEC 1, what `openssl ecparam -genkey` writes) block.
+    pub fn from_pem(pem: &str) -> Result<Self, PrivateKeyError> {
+        let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+            .map_err(|e| PrivateKeyError::Rejected(format!("PEM: {e}")))?;
+        let der = Zeroizing::new(der);
+        if label != "PRIVATE KEY" && label != "EC PRIVATE KEY" {
+            return Err(PrivateKeyError::WrongPemLabel(label.to_owned()));
+        }
+        Self::from_der(&der)
+    }
+
+    /// Generates a new P-256 key pair with aws-lc-rs, returning the key and its unencrypted
+    /// PKCS#8 PEM (`PRIVATE KEY`, zeroized on drop) to store.
+    pub fn generate() -> Result<(Self, Zeroizing<String>), PrivateKeyError> {
+        let key = agreement::PrivateKey::generate(&ECDH_P256)
+            .map_err(|e| PrivateKeyError::Rejected(e.to_string()))?;
+        let (der, pem) = pkcs8_der_and_pem(key.as_der())?;
+        Ok((Self::from_der(&der)?, pem))
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> &P256PublicKey {
+        &self.public
+    }
+
+    /// `DH(skR, pkE)` with the ephemeral key of a version-2 `hpke-p256` token, then the
+    /// request-wide key schedule: the secret that opens every value sealed under it.
+    pub fn decapsulate(&self, token: &EnvelopeV2) -> Result<V2Secret, DecryptError> {
+        let enc = token.p256_enc().ok_or(OpenError::InvalidPoint)?;
+        let dh = agreement::agree(
+            &self.key,
+            UnparsedPublicKey::new(&ECDH_P256, &enc),
+            OpenError::InvalidPoint,
+            |secret| Ok(Zeroizing::new(secret.to_vec())),
+        )?;
+        Ok(V2Secret::from_p256_dh(&dh, &enc, &self.public)?)
+    }
+
+    /// Decrypts a version-2 envelope found under the markers of key `id` (without path binding;
+    /// [`V2Secret::open`] takes a path).
+    pub fn decrypt_envelope(
+        &self,
+        id: &KeyId,
+        envelope: &Envelope,
+    ) -> Result<Plaintext, DecryptError> {
+        match envelope {
+            Envelope::V2(token) => Ok(self.decapsulate(token)?.open(id, token, None)?),
+            other => Err(DecryptError::WrongKind {
+                version: other.version(),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for P256PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("P256PrivateKey").finish_non_exhaustive()
+    }
 }

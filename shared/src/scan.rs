@@ -36,6 +36,7 @@ use std::ops::Range;
 use crate::alphabet::is_payload_byte;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::key::{check_marker_overlap, KeyId, MarkerOverlap, MarkerPair};
+use crate::v2::KeyKind;
 
 /// What the scanner needs to know about one key.
 #[derive(Debug, Clone)]
@@ -277,27 +278,34 @@ impl<'s> Iterator for ScanIter<'s, '_> {
         if rest.starts_with(suffix) {
             let end = payload_end + suffix.len();
             let payload = &text[payload_start..payload_end];
-            Some(match Envelope::decode_payload(payload, key.modulus_len) {
-                Ok(envelope) => {
-                    self.pos = end;
-                    ScanItem::Envelope(FoundEnvelope {
-                        span: start..end,
-                        key: &key.id,
-                        envelope,
-                    })
-                }
-                Err(e) => {
-                    // The suffix just matched may borrow the start of a real envelope
-                    // (`#01#10#10` + `#01#...`), and with prefix == suffix it may be one: stop
-                    // the malformed span where a prefix starts, so the envelope is still found.
-                    let stop = self
-                        .scanner
-                        .next_prefix(text, start + 1, end)
-                        .map_or(end, |(next, _)| next);
-                    self.pos = stop;
-                    malformed(start..stop, MalformedReason::InvalidPayload(e))
-                }
-            })
+            Some(
+                match Envelope::decode_payload(
+                    payload,
+                    KeyKind::Rsa {
+                        modulus_len: key.modulus_len,
+                    },
+                ) {
+                    Ok(envelope) => {
+                        self.pos = end;
+                        ScanItem::Envelope(FoundEnvelope {
+                            span: start..end,
+                            key: &key.id,
+                            envelope,
+                        })
+                    }
+                    Err(e) => {
+                        // The suffix just matched may borrow the start of a real envelope
+                        // (`#01#10#10` + `#01#...`), and with prefix == suffix it may be one: stop
+                        // the malformed span where a prefix starts, so the envelope is still found.
+                        let stop = self
+                            .scanner
+                            .next_prefix(text, start + 1, end)
+                            .map_or(end, |(next, _)| next);
+                        self.pos = stop;
+                        malformed(start..stop, MalformedReason::InvalidPayload(e))
+                    }
+                },
+            )
         } else if rest.len() < suffix.len() && suffix.starts_with(rest) {
             self.pos = text.len();
             Some(malformed(start..text.len(), MalformedReason::Truncated))

@@ -107,7 +107,7 @@ pub fn decrypt_envelopes(
                     .unwrap_or_else(|| panic!("no private key for {}", f.key));
                 (
                     f.key.to_string(),
-                    key.decrypt_envelope(&f.envelope)
+                    key.decrypt_envelope(f.key, &f.envelope)
                         .unwrap()
                         .as_bytes()
                         .to_vec(),

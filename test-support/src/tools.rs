@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 /// An external helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tool {
-    /// `$FLE_PYTHON`: Python with pyca/cryptography (and pycryptodome, boto3 for the
+    /// `$FLE_PYTHON`: Python with pyca/cryptography and pyhpke (and pycryptodome, boto3 for the
     /// benchmarks' peers): `target/test-env/venv`. Required to be set; no fallback.
     Python,
     /// `$FLE_LOCALSTACK_PYTHON`: Python with LocalStack: `target/test-env/localstack`.
@@ -70,7 +70,7 @@ impl Tool {
             return false;
         };
         let args: &[&str] = match self {
-            Tool::Python => &["-c", "import cryptography"],
+            Tool::Python => &["-c", "import cryptography, pyhpke"],
             Tool::LocalStack => &["-c", "import localstack"],
             Tool::Node => &["--version"],
             Tool::OpenSsl => &["version"],
@@ -88,7 +88,7 @@ impl Tool {
     fn missing(self) -> String {
         match self {
             Tool::Python => format!(
-                "{} (Python with cryptography) not set or not working",
+                "{} (Python with cryptography and pyhpke) not set or not working",
                 self.var()
             ),
             Tool::LocalStack => format!(

@@ -38,3 +38,29 @@ pub fn run_fle_with(
 ) -> std::process::Output {
     fle_test_support::process::run_fle(fle_bin(), dir, args, stdin, env)
 }
+
+/// Runs the Python script `tests/support/<script>` with `args`, one stdin line per item of
+/// `lines`, and returns its stdout lines; panics if it fails.
+pub fn python_lines(script: &str, args: &[&std::ffi::OsStr], lines: &[String]) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Tool::Python
+        .command()
+        .arg(root().join("tests/support").join(script))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{script} {args:?} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use fle_edge_encryptor::EdgeEncryptor;
 use fle_shared::backend::{check_encrypt_args, rustcrypto::RustCryptoBackend};
-use fle_shared::backend::{Backend, BackendError, EncryptionKey};
-use fle_shared::RsaPublicKey;
+use fle_shared::backend::{Backend, BackendError, EncryptionKey, P256Recipient};
+use fle_shared::{P256PublicKey, RsaPublicKey};
 
 const HOST_BACKEND: &str = "node-crypto";
 
@@ -69,6 +69,15 @@ impl Backend for HostBackend {
             handle,
             modulus_len: key.modulus_len(),
         }))
+    }
+
+    /// P-256 in pure Rust (`p256`), with the host's randomness.
+    fn p256_recipient(&self, key: &P256PublicKey) -> Result<Box<dyn P256Recipient>, BackendError> {
+        RustCryptoBackend.p256_recipient(key)
+    }
+
+    fn fill_random(&self, out: &mut [u8]) -> Result<(), BackendError> {
+        getrandom::getrandom(out).map_err(|e| BackendError::Random(e.to_string()))
     }
 }
 

@@ -4,8 +4,12 @@ use std::fmt;
 
 use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
 
-use super::{check_encrypt_args, Backend, BackendError, EncryptionKey};
-use crate::key::RsaPublicKey;
+use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
+use aws_lc_rs::rand::SystemRandom;
+use zeroize::Zeroizing;
+
+use super::{check_encrypt_args, Backend, BackendError, EncryptionKey, P256Encap, P256Recipient};
+use crate::key::{P256PublicKey, RsaPublicKey};
 
 const NAME: &str = "aws-lc-rs";
 
@@ -27,6 +31,51 @@ impl Backend for AwsLcBackend {
             PublicEncryptingKey::from_der(key.spki_der()).map_err(|e| rejected(e.to_string()))?;
         let key = OaepPublicEncryptingKey::new(public).map_err(|e| rejected(e.to_string()))?;
         Ok(Box::new(AwsLcKey { key }))
+    }
+
+    fn p256_recipient(&self, key: &P256PublicKey) -> Result<Box<dyn P256Recipient>, BackendError> {
+        Ok(Box::new(AwsLcP256 {
+            point: *key.uncompressed_point(),
+        }))
+    }
+
+    fn fill_random(&self, out: &mut [u8]) -> Result<(), BackendError> {
+        aws_lc_rs::rand::fill(out)
+            .map_err(|_| BackendError::Random("aws-lc-rs: no randomness".into()))
+    }
+}
+
+/// A P-256 recipient for aws-lc-rs ECDH: the point, checked on parsing.
+#[derive(Debug)]
+struct AwsLcP256 {
+    point: [u8; 65],
+}
+
+impl P256Recipient for AwsLcP256 {
+    fn encap(&self) -> Result<P256Encap, BackendError> {
+        let failed = |_| BackendError::Encrypt { backend: NAME };
+        let ephemeral =
+            EphemeralPrivateKey::generate(&ECDH_P256, &SystemRandom::new()).map_err(failed)?;
+        let public = ephemeral.compute_public_key().map_err(failed)?;
+        let enc: [u8; 65] = public
+            .as_ref()
+            .try_into()
+            .map_err(|_| BackendError::Encrypt { backend: NAME })?;
+        let mut dh = Zeroizing::new([0u8; 32]);
+        agreement::agree_ephemeral(
+            ephemeral,
+            UnparsedPublicKey::new(&ECDH_P256, &self.point),
+            BackendError::Encrypt { backend: NAME },
+            |secret| {
+                if secret.len() == 32 {
+                    dh.copy_from_slice(secret);
+                    Ok(())
+                } else {
+                    Err(BackendError::Encrypt { backend: NAME })
+                }
+            },
+        )?;
+        Ok(P256Encap { enc, dh })
     }
 }
 

@@ -17,7 +17,9 @@
 
 use std::fmt;
 
-use crate::key::RsaPublicKey;
+use zeroize::Zeroizing;
+
+use crate::key::{P256PublicKey, RsaPublicKey};
 
 #[cfg(feature = "aws-lc")]
 pub mod aws_lc;
@@ -31,6 +33,41 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Prepares `key` for repeated encryption (parsing it once).
     fn encryption_key(&self, key: &RsaPublicKey) -> Result<Box<dyn EncryptionKey>, BackendError>;
+
+    /// Prepares a P-256 recipient key for envelope version 2's `hpke-p256` encapsulation.
+    ///
+    /// The default refuses: a backend that cannot do P-256 writes RSA envelopes only.
+    fn p256_recipient(&self, key: &P256PublicKey) -> Result<Box<dyn P256Recipient>, BackendError> {
+        let _ = key;
+        Err(BackendError::KeyRejected {
+            backend: self.name(),
+            reason: "this backend has no P-256 support".into(),
+        })
+    }
+
+    /// Fills `out` with cryptographically secure random bytes (envelope version 2's data keys).
+    fn fill_random(&self, out: &mut [u8]) -> Result<(), BackendError>;
+}
+
+/// A P-256 recipient public key prepared by a [`Backend`]: the sender's half of DHKEM(P-256).
+pub trait P256Recipient: Send + Sync + fmt::Debug {
+    /// Generates a fresh ephemeral key pair `(skE, pkE)` and returns `pkE` with
+    /// `DH(skE, pkR)`; `skE` is gone when this returns.
+    fn encap(&self) -> Result<P256Encap, BackendError>;
+}
+
+/// What [`P256Recipient::encap`] returns.
+pub struct P256Encap {
+    /// The ephemeral public key, SEC 1 uncompressed (`0x04 ‖ x ‖ y`): HPKE's `enc`.
+    pub enc: [u8; 65],
+    /// The Diffie-Hellman shared secret: the x-coordinate of `skE · pkR` (zeroized on drop).
+    pub dh: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for P256Encap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("P256Encap").finish_non_exhaustive()
+    }
 }
 
 /// A public key prepared by a [`Backend`].

@@ -14,8 +14,10 @@ use rand_core::{CryptoRng, RngCore};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::Oaep;
 
-use super::{check_encrypt_args, Backend, BackendError, EncryptionKey};
-use crate::key::RsaPublicKey;
+use zeroize::Zeroizing;
+
+use super::{check_encrypt_args, Backend, BackendError, EncryptionKey, P256Encap, P256Recipient};
+use crate::key::{P256PublicKey, RsaPublicKey};
 
 const NAME: &str = "rustcrypto-rsa";
 
@@ -36,6 +38,47 @@ impl Backend for RustCryptoBackend {
             }
         })?;
         Ok(Box::new(RustCryptoKey { key }))
+    }
+
+    fn p256_recipient(&self, key: &P256PublicKey) -> Result<Box<dyn P256Recipient>, BackendError> {
+        let key = p256::PublicKey::from_sec1_bytes(key.uncompressed_point()).map_err(|e| {
+            BackendError::KeyRejected {
+                backend: NAME,
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Box::new(RustCryptoP256 { key }))
+    }
+
+    fn fill_random(&self, out: &mut [u8]) -> Result<(), BackendError> {
+        getrandom::getrandom(out).map_err(|e| BackendError::Random(e.to_string()))
+    }
+}
+
+/// A P-256 recipient for the pure-Rust `p256` crate.
+#[derive(Debug)]
+struct RustCryptoP256 {
+    key: p256::PublicKey,
+}
+
+impl P256Recipient for RustCryptoP256 {
+    fn encap(&self) -> Result<P256Encap, BackendError> {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        let mut rng = CheckedRng { failure: None };
+        let ephemeral = p256::ecdh::EphemeralSecret::random(&mut rng);
+        if let Some(failure) = rng.failure {
+            return Err(BackendError::Random(failure.to_string()));
+        }
+        let enc: [u8; 65] = ephemeral
+            .public_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .try_into()
+            .map_err(|_| BackendError::Encrypt { backend: NAME })?;
+        let shared = ephemeral.diffie_hellman(&self.key);
+        let mut dh = Zeroizing::new([0u8; 32]);
+        dh.copy_from_slice(shared.raw_secret_bytes());
+        Ok(P256Encap { enc, dh })
     }
 }
 
@@ -75,7 +118,7 @@ impl EncryptionKey for RustCryptoKey {
 }
 
 /// `getrandom` as an RNG that records failure instead of panicking (as `OsRng` would): the
-/// caller discards the ciphertext and reports [`BackendError::Random`].
+/// caller discards what it computed and reports [`BackendError::Random`].
 struct CheckedRng {
     failure: Option<getrandom::Error>,
 }
@@ -92,6 +135,10 @@ impl RngCore for CheckedRng {
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         if let Err(e) = getrandom::getrandom(dest) {
             self.failure.get_or_insert(e);
+            // Whatever is computed from here on is discarded. A fixed non-zero filler keeps
+            // callers that draw until they get a usable value (a non-zero P-256 scalar) from
+            // looping forever on zeros.
+            dest.fill(0x5a);
         }
     }
 
