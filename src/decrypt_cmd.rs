@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use fle_batch::{Format, Job, Progress};
 use fle_decryptor::{Action, DecryptConfig, DecryptorBuilder, DecryptorParts, KmsBudget, OnError};
 use fle_shared::body::FieldSelector;
-use fle_shared::{backend, FieldEncryptor, KeyEntry, KeyId, Keyring, RsaPublicKey};
+use fle_shared::{backend, FieldEncryptor, KeyEntry, KeyId, Keyring, PublicKey};
 
 use crate::progress_line::{Display, LineStderr};
 
@@ -107,7 +107,8 @@ impl BatchArgs {
 /// `--kms-key-id` or `--config`.
 #[derive(clap::Args, Debug)]
 pub struct KeyArgs {
-    /// RSA private key (PEM, PKCS#8) of the key named by --key-id: the external-key-pair mode.
+    /// Private key (PEM: PKCS#8 RSA or P-256, or SEC 1 P-256) of the key named by --key-id: the
+    /// external-key-pair mode.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kms_key_id", "config"], required_unless_present_any = ["kms_key_id", "config"])]
     private_key: Option<PathBuf>,
     /// KMS key (ARN, key id or alias) of the key named by --key-id; its public key is read once
@@ -157,9 +158,14 @@ pub struct ReencryptArgs {
     /// already under it are left as they are.
     #[arg(long, value_name = "ID")]
     to: String,
-    /// Public key (PEM) of the --to key, when it is not in --config.
+    /// Public key (PEM, RSA or EC P-256) of the --to key, when it is not in --config.
     #[arg(long, value_name = "FILE")]
     to_public_key: Option<PathBuf>,
+    /// Envelope version to write under an RSA --to key [default: its `envelope` setting, else
+    /// v1]; an EC P-256 key always writes v2. With v2, version-1 envelopes already under --to
+    /// are re-encrypted too (migration in place of the format).
+    #[arg(long, value_enum)]
+    envelope: Option<crate::EnvelopeChoice>,
     #[command(flatten)]
     common: CommonArgs,
     /// What to do with an envelope that cannot be decrypted [default: fail, or the config's].
@@ -235,7 +241,7 @@ pub fn reencrypt(args: &ReencryptArgs) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let public = RsaPublicKey::from_pem(&pem)
+            let public = PublicKey::from_pem(&pem)
                 .with_context(|| format!("public key {}", path.display()))?;
             Some(KeyEntry::new(to.clone(), public))
         }
@@ -245,7 +251,7 @@ pub fn reencrypt(args: &ReencryptArgs) -> anyhow::Result<ExitCode> {
         &args.keys,
         &args.common,
         &args.batch,
-        Some((to, extra)),
+        Some((to, extra, args.envelope)),
         |config| {
             let on_error = match args.on_error {
                 Some(ReencryptOnError::Fail) => OnError::Fail,
@@ -269,7 +275,7 @@ fn run(
     keys: &KeyArgs,
     common: &CommonArgs,
     batch_args: &BatchArgs,
-    target: Option<(KeyId, Option<KeyEntry>)>,
+    target: Option<(KeyId, Option<KeyEntry>, Option<crate::EnvelopeChoice>)>,
     policy: impl FnOnce(&DecryptConfig) -> (bool, OnError),
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -277,7 +283,7 @@ fn run(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let extra = target.as_ref().and_then(|(_, e)| e.clone());
+        let extra = target.as_ref().and_then(|(_, e, _)| e.clone());
         let (parts, settings) = build(keys, extra).await?;
         let config = parts.config.clone();
         let (verify, on_error) = policy(&config);
@@ -305,13 +311,17 @@ fn run(
         };
         let encryptor;
         let action = match &target {
-            Some((to, _)) => {
+            Some((to, _, envelope)) => {
                 let entry = parts.keyring.get(to).with_context(|| {
                     format!(
                         "--to {to}: no such key (add it to the config, or give --to-public-key)"
                     )
                 })?;
-                let one = Keyring::new(vec![entry.clone()])?;
+                let mut entry = entry.clone();
+                if let Some(version) = envelope {
+                    entry = entry.with_envelope((*version).into());
+                }
+                let one = Keyring::new(vec![entry])?;
                 encryptor = FieldEncryptor::new(&one, backend::default_backend())?;
                 Action::Reencrypt(encryptor.key(to).expect("the key just added"))
             }
@@ -339,9 +349,11 @@ fn run(
             // added by the engine).
             settings: format!(
                 "{settings} to={:?} fields={:?}",
-                target
-                    .as_ref()
-                    .map(|(to, extra)| (to.as_str(), extra.is_some())),
+                target.as_ref().map(|(to, extra, envelope)| (
+                    to.as_str(),
+                    extra.is_some(),
+                    envelope
+                )),
                 common.fields,
             ),
             neutralize_formulas: batch_args.neutralize_formulas,

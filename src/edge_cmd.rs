@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use fle_edge_encryptor::{BodyKind, EdgeConfig, EdgeEncryptor, FieldRule, FieldSelector};
-use fle_shared::{backend, KeyEntry, Keyring, RsaPublicKey};
+use fle_shared::{backend, KeyEntry, Keyring, PublicKey};
 
 /// Where the keys and field rules come from: a configuration file, or a public key and a field
 /// list for quick use (key id `01`).
@@ -14,9 +14,14 @@ pub struct EdgeSource {
     /// Configuration file with `[[keys]]` and `[edge]` tables.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["public_key", "fields"])]
     config: Option<PathBuf>,
-    /// Public key (PEM or DER SubjectPublicKeyInfo) used as key 01; needs --fields.
+    /// Public key (PEM or DER SubjectPublicKeyInfo, RSA or EC P-256) used as key 01; needs
+    /// --fields.
     #[arg(long, value_name = "FILE", requires = "fields")]
     public_key: Option<PathBuf>,
+    /// Envelope version to write with an RSA --public-key [default: v1]; an EC P-256 key
+    /// always writes v2. (With --config, each key's `envelope` setting decides.)
+    #[arg(long, value_enum, requires = "public_key")]
+    envelope: Option<crate::EnvelopeChoice>,
     /// Comma-separated names or $-paths of the fields to encrypt; needs --public-key.
     #[arg(
         long,
@@ -43,9 +48,13 @@ impl EdgeSource {
         };
         let bytes =
             std::fs::read(key_path).with_context(|| format!("reading {}", key_path.display()))?;
-        let public = RsaPublicKey::from_pem_or_der(&bytes)
+        let public = PublicKey::from_pem_or_der(&bytes)
             .with_context(|| format!("public key {}", key_path.display()))?;
-        let keyring = Keyring::new(vec![KeyEntry::new("01".parse()?, public)])?;
+        let mut entry = KeyEntry::new("01".parse()?, public);
+        if let Some(version) = self.envelope {
+            entry = entry.with_envelope(version.into());
+        }
+        let keyring = Keyring::new(vec![entry])?;
         let mut config =
             EdgeConfig::from_toml_str("[edge]\nkey = \"01\"\nfields = [\"placeholder\"]\n")?;
         config.fields = fields

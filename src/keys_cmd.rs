@@ -5,23 +5,30 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use fle_decryptor::KmsKeyProvider;
-use fle_shared::{KeyEntry, KeyId, Keyring, OaepPrivateKey, RsaPublicKey};
+use fle_shared::{
+    KeyEntry, KeyId, Keyring, OaepPrivateKey, P256PrivateKey, PublicKey, RsaPublicKey,
+};
 
 /// `fle keys` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum KeysCommand {
-    /// Generate a local RSA key pair (demos, the external-key-pair mode): ID.key.pem (mode 0600)
-    /// and ID.pub.pem in --dir, and print its `[[keys]]` entry.
+    /// Generate a local key pair (demos, the external-key-pair mode): ID.key.pem (mode 0600)
+    /// and ID.pub.pem in --dir, and print its `[[keys]]` entry. RSA keys write envelope
+    /// version 1 unless the entry says `envelope = "v2"`; P-256 keys always write version 2.
     ///
     /// Example: fle keys generate --id 02 --bits 3072 --dir keys
+    ///          fle keys generate --id 03 --type p256
     #[command(verbatim_doc_comment)]
     Generate {
         /// Key id (also names the files and the markers #ID# ... #DI#).
         #[arg(long)]
         id: String,
-        /// RSA modulus size: 2048, 3072 or 4096.
-        #[arg(long, default_value_t = 2048)]
-        bits: usize,
+        /// Key type.
+        #[arg(long = "type", value_enum, default_value_t = KeyType::Rsa)]
+        key_type: KeyType,
+        /// RSA modulus size: 2048, 3072 or 4096 [default: 2048].
+        #[arg(long)]
+        bits: Option<usize>,
         /// Directory for the PEM files.
         #[arg(long, default_value = "keys")]
         dir: PathBuf,
@@ -60,19 +67,44 @@ pub enum KeysCommand {
     },
 }
 
+/// `fle keys generate --type`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// RSA (envelope versions 1 and 2).
+    Rsa,
+    /// EC P-256 (envelope version 2, `hpke-p256`).
+    P256,
+}
+
 /// Runs a `fle keys` subcommand, writing results to `out`.
 pub fn run(command: &KeysCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Generate { id, bits, dir } => {
+        KeysCommand::Generate {
+            id,
+            key_type,
+            bits,
+            dir,
+        } => {
             let id: KeyId = id.parse()?;
-            let (private, pem) = OaepPrivateKey::generate(*bits)?;
-            let public = private.public_key();
+            let (public, pem): (PublicKey, _) = match key_type {
+                KeyType::Rsa => {
+                    let (private, pem) = OaepPrivateKey::generate(bits.unwrap_or(2048))?;
+                    (private.public_key().clone().into(), pem)
+                }
+                KeyType::P256 => {
+                    if bits.is_some() {
+                        bail!("--bits is for RSA keys; a P-256 key has no size to choose");
+                    }
+                    let (private, pem) = P256PrivateKey::generate()?;
+                    (private.public_key().clone().into(), pem)
+                }
+            };
             let key_path = dir.join(format!("{id}.key.pem"));
             let pub_path = dir.join(format!("{id}.pub.pem"));
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             write_new(&key_path, pem.as_bytes(), true)?;
             write_new(&pub_path, public.to_pem().as_bytes(), false)?;
-            entry(out, &KeyEntry::new(id, public.clone()), &pub_path)
+            entry(out, &KeyEntry::new(id, public), &pub_path)
         }
         KeysCommand::Fetch {
             key_id,
@@ -104,15 +136,16 @@ pub fn run(command: &KeysCommand, out: &mut dyn Write) -> anyhow::Result<()> {
         KeysCommand::List { config } => {
             let keyring = Keyring::from_toml_file(config)
                 .with_context(|| format!("config {}", config.display()))?;
-            writeln!(out, "id\tprefix\tsuffix\tbits\tkms_key_id")?;
+            writeln!(out, "id\tprefix\tsuffix\tkey\tenvelope\tkms_key_id")?;
             for key in keyring.keys() {
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     key.id(),
                     key.markers().prefix.as_str(),
                     key.markers().suffix.as_str(),
-                    key.public_key().modulus_bits(),
+                    key.public_key().describe(),
+                    key.envelope(),
                     key.kms_key_id().unwrap_or("-")
                 )?;
             }

@@ -109,6 +109,24 @@ pub enum BackendChoice {
     Rustcrypto,
 }
 
+/// Envelope version for `--envelope` (what a writer produces with an RSA key).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvelopeChoice {
+    /// Version 1: one RSA-OAEP ciphertext per value (the reference design's format).
+    V1,
+    /// Version 2: one encapsulation per request, AES-256-GCM per value (always for P-256 keys).
+    V2,
+}
+
+impl From<EnvelopeChoice> for fle_shared::EnvelopeVersion {
+    fn from(choice: EnvelopeChoice) -> Self {
+        match choice {
+            EnvelopeChoice::V1 => fle_shared::EnvelopeVersion::V1,
+            EnvelopeChoice::V2 => fle_shared::EnvelopeVersion::V2,
+        }
+    }
+}
+
 impl BackendChoice {
     /// The backend this names.
     pub fn backend(self) -> &'static dyn fle_shared::backend::Backend {

@@ -42,7 +42,7 @@ fn generate_then_encrypt_decrypt_and_list() {
         &["keys", "list", "--config", "fle.toml"],
         "",
     ));
-    assert_eq!(list.lines().nth(1), Some("07\t#07#\t#70#\t3072\t-"));
+    assert_eq!(list.lines().nth(1), Some("07\t#07#\t#70#\tRSA-3072\tv1\t-"));
 
     let encrypted = ok(&fle(
         dir.path(),

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use fle_shared::{Keyring, KeyringError, PublicKeyError};
+use fle_shared::{EnvelopeVersion, KeyKind, Keyring, KeyringError, PublicKeyError};
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -24,6 +24,8 @@ fn workdir() -> tempfile::TempDir {
         "rsa-4096.pub.pem",
         "rsa-1024.pub.pem",
         "ec-p256.pub.pem",
+        "ec-p384.pub.pem",
+        "ed25519.pub.pem",
         "rsa-2048.pkcs1.pub.pem",
         "rsa-2048.key.pem",
     ] {
@@ -55,8 +57,8 @@ kms_key_id = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-123
     let key = ring.get_str("01").unwrap();
     assert_eq!(key.markers().prefix.as_str(), "#01#");
     assert_eq!(key.markers().suffix.as_str(), "#10#");
-    assert_eq!(key.public_key().modulus_bits(), 2048);
-    assert_eq!(key.public_key().max_plaintext_len(), 190);
+    assert_eq!(key.public_key().as_rsa().unwrap().modulus_bits(), 2048);
+    assert_eq!(key.public_key().as_rsa().unwrap().max_plaintext_len(), 190);
     assert!(key.kms_key_id().unwrap().ends_with("7890ab"));
     // kms_key_id is optional.
     let ring = load("[[keys]]\nid = \"01\"\npublic_key = \"keys/rsa-2048.pub.pem\"\n").unwrap();
@@ -96,7 +98,7 @@ public_key = "keys/rsa-4096.pub.pem"
         (k3.markers().prefix.as_str(), k3.markers().suffix.as_str()),
         ("<k3>", "</k3>")
     );
-    assert_eq!(k3.public_key().modulus_bits(), 3072);
+    assert_eq!(k3.public_key().as_rsa().unwrap().modulus_bits(), 3072);
     assert_eq!(
         ring.get_str("4096").unwrap().markers().suffix.as_str(),
         "#6904#"
@@ -176,12 +178,45 @@ fn refusals() {
         ))
     };
     assert!(public("rsa-1024.pub.pem").contains("1024 bits"));
-    assert!(public("ec-p256.pub.pem").contains("not an RSA key"));
+    assert!(public("ec-p384.pub.pem").contains("not an EC P-256 key"));
+    assert!(public("ed25519.pub.pem").contains("neither RSA nor EC P-256"));
+    let with = |file: &str, extra: &str| {
+        refused(&format!(
+            "[[keys]]\nid = \"01\"\npublic_key = \"keys/{file}\"\n{extra}\n"
+        ))
+    };
+    assert!(with("ec-p256.pub.pem", "envelope = \"v1\"").contains("needs an RSA key"));
+    assert!(with("rsa-2048.pub.pem", "envelope = \"v3\"").contains("use v1 or v2"));
     assert!(public("rsa-2048.pkcs1.pub.pem").contains("RSAPublicKey_in"));
     assert!(public("rsa-2048.key.pem").contains("\"PRIVATE KEY\""));
     assert!(
         !public("rsa-2048.key.pem").contains("MII"),
         "never echo key material"
+    );
+}
+
+#[test]
+fn p256_keys_write_version_2_and_rsa_keys_choose() {
+    let ring = load(concat!(
+        "[[keys]]\nid = \"01\"\npublic_key = \"keys/rsa-2048.pub.pem\"\n",
+        "[[keys]]\nid = \"02\"\npublic_key = \"keys/ec-p256.pub.pem\"\n",
+        "[[keys]]\nid = \"03\"\npublic_key = \"keys/rsa-3072.pub.pem\"\nenvelope = \"v2\"\n",
+    ))
+    .unwrap();
+    let versions: Vec<_> = ring.keys().iter().map(|k| k.envelope()).collect();
+    assert_eq!(
+        versions,
+        [
+            EnvelopeVersion::V1,
+            EnvelopeVersion::V2,
+            EnvelopeVersion::V2
+        ]
+    );
+    assert_eq!(ring.keys()[1].public_key().kind(), KeyKind::P256);
+    assert_eq!(ring.keys()[1].public_key().describe(), "P-256");
+    assert_eq!(
+        ring.scanner().keys()[2].kind,
+        KeyKind::Rsa { modulus_len: 384 }
     );
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fle_shared::{KeyEntry, KeyId, Keyring, KeyringError, OaepPrivateKey, PrivateKeyError};
+use fle_shared::{KeyEntry, KeyId, Keyring, KeyringError, PrivateKey, PrivateKeyError};
 use zeroize::Zeroizing;
 
 use crate::budget::{BudgetError, KmsBudget};
@@ -51,7 +51,7 @@ pub struct DecryptorBuilder {
 enum Source {
     Config(PathBuf),
     PrivateKeyFile(PathBuf, KeyId),
-    PrivateKey(OaepPrivateKey, KeyId),
+    PrivateKey(PrivateKey, KeyId),
     Kms(String, KeyId),
 }
 
@@ -93,15 +93,15 @@ impl DecryptorBuilder {
         Self::with_source(Source::Config(path.into()))
     }
 
-    /// A local RSA private key (PEM, unencrypted PKCS#8) read from `path`, for the key
-    /// `key_id`: the external-key-pair mode. No KMS.
+    /// A local private key (PEM, unencrypted: PKCS#8 RSA or P-256, or SEC 1 P-256) read from
+    /// `path`, for the key `key_id`: the external-key-pair mode. No KMS.
     pub fn from_private_key_file(path: impl Into<PathBuf>, key_id: KeyId) -> Self {
         Self::with_source(Source::PrivateKeyFile(path.into(), key_id))
     }
 
-    /// A local RSA private key already loaded, for the key `key_id`.
-    pub fn from_private_key(key: OaepPrivateKey, key_id: KeyId) -> Self {
-        Self::with_source(Source::PrivateKey(key, key_id))
+    /// A local private key (RSA or P-256) already loaded, for the key `key_id`.
+    pub fn from_private_key(key: impl Into<PrivateKey>, key_id: KeyId) -> Self {
+        Self::with_source(Source::PrivateKey(key.into(), key_id))
     }
 
     /// One KMS key (key ARN, key id, alias or alias ARN), for the key `key_id`: its public key
@@ -185,7 +185,7 @@ impl DecryptorBuilder {
                             key: id,
                         })
                     }
-                    Some(entry) if entry.public_key() != key.public_key() => {
+                    Some(entry) if entry.public_key() != &key.public_key() => {
                         return Err(BuildError::KeyMismatch {
                             private_key: key_path,
                             key: id,
@@ -197,10 +197,7 @@ impl DecryptorBuilder {
                 (with_extra(keyring.keys().to_vec(), extra)?, config)
             }
             None => (
-                with_extra(
-                    vec![KeyEntry::new(id.clone(), key.public_key().clone())],
-                    extra,
-                )?,
+                with_extra(vec![KeyEntry::new(id.clone(), key.public_key())], extra)?,
                 DecryptConfig::default(),
             ),
         };
@@ -265,14 +262,14 @@ async fn from_kms(
 }
 
 /// A private key PEM file, its text zeroized once parsed.
-fn read_private_key(path: &Path) -> Result<OaepPrivateKey, BuildError> {
+fn read_private_key(path: &Path) -> Result<PrivateKey, BuildError> {
     let pem = std::fs::read_to_string(path)
         .map(Zeroizing::new)
         .map_err(|e| BuildError::ReadPrivateKey {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-    OaepPrivateKey::from_pem(&pem).map_err(|source| BuildError::PrivateKey {
+    PrivateKey::from_pem(&pem).map_err(|source| BuildError::PrivateKey {
         path: Some(path.to_owned()),
         source,
     })

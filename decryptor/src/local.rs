@@ -1,20 +1,22 @@
-//! Decryption with local RSA private keys (aws-lc-rs): the reference design's external-key-pair
-//! mode, the demo, and tests.
+//! Decryption with local private keys, RSA or P-256 (aws-lc-rs): the reference design's
+//! external-key-pair mode, the demo, and tests.
 
-use fle_shared::{Envelope, KeyEntry, KeyId, OaepPrivateKey};
+use fle_shared::{Envelope, KeyEntry, KeyId, PrivateKey};
 
 use crate::provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};
 
 /// Private keys by key id.
 #[derive(Debug)]
 pub struct LocalKeyProvider {
-    keys: Vec<(KeyId, OaepPrivateKey)>,
+    keys: Vec<(KeyId, PrivateKey)>,
 }
 
 impl LocalKeyProvider {
     /// A provider holding these private keys.
-    pub fn new(keys: Vec<(KeyId, OaepPrivateKey)>) -> Self {
-        LocalKeyProvider { keys }
+    pub fn new<K: Into<PrivateKey>>(keys: Vec<(KeyId, K)>) -> Self {
+        LocalKeyProvider {
+            keys: keys.into_iter().map(|(id, k)| (id, k.into())).collect(),
+        }
     }
 }
 
@@ -26,7 +28,7 @@ impl KeyProvider for LocalKeyProvider {
                     key: key.id().clone(),
                     what: "no private key",
                 }),
-                Some((_, private)) if private.public_key() != key.public_key() => {
+                Some((_, private)) if &private.public_key() != key.public_key() => {
                     Err(ProviderError::Failed {
                         key: key.id().clone(),
                         class: ErrorClass::Permanent,

@@ -1,10 +1,11 @@
 //! What the body rewriters share: the compiled field rules, marker handling and errors.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use fle_shared::body::json::JsonError;
 use fle_shared::body::{form::FormError, Seg};
-use fle_shared::{EncryptError, KeyEncryptor, Scanner};
+use fle_shared::{EncryptError, KeyEncryptor, RequestState, Scanner};
 
 use crate::config::{FieldSelector, MarkerPolicy};
 use crate::guard;
@@ -26,6 +27,8 @@ pub(crate) struct Rules<'e> {
     pub retired: &'e [String],
     pub max_values: usize,
     pub max_body: usize,
+    /// The body's version-2 encapsulations: one per key, made at its first value.
+    pub state: RefCell<RequestState>,
 }
 
 impl<'e> Rules<'e> {
@@ -151,7 +154,7 @@ impl<'e> Rules<'e> {
             });
         }
         self.before_encrypt(written, done)?;
-        encrypt_field(key, plaintext, path, out)
+        self.encrypt_field(key, plaintext, path, out)
     }
 
     /// [`Rules::encrypt`] for a JSON value's tagged plaintext (which starts with the tag).
@@ -165,7 +168,27 @@ impl<'e> Rules<'e> {
         done: usize,
     ) -> Result<(), BodyError> {
         self.before_encrypt(written, done)?;
-        encrypt_field(key, tagged, path, out)
+        self.encrypt_field(key, tagged, path, out)
+    }
+
+    /// Encrypts `plaintext` for the field at `path` and appends the bare envelope to `out`.
+    fn encrypt_field(
+        &self,
+        key: &KeyEncryptor,
+        plaintext: &[u8],
+        path: &[Seg<'_>],
+        out: &mut String,
+    ) -> Result<(), BodyError> {
+        let mut state = self.state.borrow_mut();
+        key.encrypt_in(&mut state, "", plaintext, out)
+            .map_err(|e| match e {
+                EncryptError::PlaintextTooLong { len, limit, .. } => BodyError::TooLong {
+                    field: render_path(path),
+                    len,
+                    limit,
+                },
+                other => BodyError::from(other),
+            })
     }
 
     fn before_encrypt(&self, written: usize, done: usize) -> Result<(), BodyError> {
@@ -187,23 +210,6 @@ fn marker(path: &[Seg<'_>]) -> BodyError {
     BodyError::Marker {
         field: render_path(path),
     }
-}
-
-/// Encrypts `plaintext` for the field at `path` and appends the bare envelope to `out`.
-fn encrypt_field(
-    key: &KeyEncryptor,
-    plaintext: &[u8],
-    path: &[Seg<'_>],
-    out: &mut String,
-) -> Result<(), BodyError> {
-    key.encrypt_into("", plaintext, out).map_err(|e| match e {
-        EncryptError::PlaintextTooLong { len, limit, .. } => BodyError::TooLong {
-            field: render_path(path),
-            len,
-            limit,
-        },
-        other => BodyError::from(other),
-    })
 }
 
 /// Why a body could not be rewritten. Names fields by path; never contains values.

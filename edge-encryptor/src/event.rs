@@ -607,8 +607,10 @@ impl EdgeEncryptor {
             });
         }
         let view = line.complete()?;
-        let new_query =
-            crate::query::rewrite(view.querystring(), &self.rules(), self.config.query)?;
+        // One set of rules for the query string and the body: one version-2 encapsulation per
+        // key for the whole request.
+        let rules = self.rules();
+        let new_query = crate::query::rewrite(view.querystring(), &rules, self.config.query)?;
         let forward_unchanged = |new_query: Option<(String, usize)>| {
             let (query, encrypted) = new_query.map_or((None, 0), |(q, n)| (Some(q), n));
             Ok(Outcome::Forward {
@@ -659,7 +661,7 @@ impl EdgeEncryptor {
         let Ok(text) = std::str::from_utf8(&bytes) else {
             return Err(Refusal::new(Rejection::InvalidBody, "body is not UTF-8"));
         };
-        let (new_body, mut encrypted) = self.encrypt_body(kind, text)?;
+        let (new_body, mut encrypted) = self.encrypt_body_with(&rules, kind, text)?;
         drop(bytes);
         if new_body.len() > self.config.max_body_bytes {
             return Err(Refusal::new(

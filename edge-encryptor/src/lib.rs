@@ -108,7 +108,7 @@ impl EdgeEncryptor {
     pub fn new(
         keyring: Keyring,
         mut config: EdgeConfig,
-        backend: &dyn Backend,
+        backend: &'static dyn Backend,
     ) -> Result<Self, ConfigError> {
         (config.uris, config.exclude_uris) =
             config::check_uri_patterns(&config.uris, &config.exclude_uris, config.uri_case)?;
@@ -139,7 +139,7 @@ impl EdgeEncryptor {
     pub fn from_toml_str(
         text: &str,
         base_dir: &Path,
-        backend: &dyn Backend,
+        backend: &'static dyn Backend,
     ) -> Result<Self, ConfigError> {
         let keyring = Keyring::from_toml_str(text, base_dir)?;
         let config = EdgeConfig::from_toml_str(text)?;
@@ -147,7 +147,7 @@ impl EdgeEncryptor {
     }
 
     /// Reads the keyring and the `[edge]` table from one TOML file.
-    pub fn from_toml_file(path: &Path, backend: &dyn Backend) -> Result<Self, ConfigError> {
+    pub fn from_toml_file(path: &Path, backend: &'static dyn Backend) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_owned(),
             source,
@@ -167,7 +167,7 @@ impl EdgeEncryptor {
         &self.keyring
     }
 
-    fn rules(&self) -> body::Rules<'_> {
+    pub(crate) fn rules(&self) -> body::Rules<'_> {
         body::Rules {
             fields: self
                 .config
@@ -182,13 +182,24 @@ impl EdgeEncryptor {
             retired: &self.config.retired_markers,
             max_values: self.config.max_encrypted_values,
             max_body: self.config.max_body_bytes,
+            state: Default::default(),
         }
     }
 
     /// Encrypts the selected fields of one body of the given kind. Returns the new body and the
     /// number of values encrypted.
     pub fn encrypt_body(&self, kind: BodyKind, body: &str) -> Result<(String, usize), BodyError> {
-        let rules = self.rules();
+        self.encrypt_body_with(&self.rules(), kind, body)
+    }
+
+    /// [`encrypt_body`](Self::encrypt_body) under `rules`, whose request state (version-2
+    /// encapsulations) the query string of the same request shares.
+    pub(crate) fn encrypt_body_with(
+        &self,
+        rules: &body::Rules<'_>,
+        kind: BodyKind,
+        body: &str,
+    ) -> Result<(String, usize), BodyError> {
         if body.len() > self.config.max_body_bytes {
             // Encryption makes every value longer (only a value written with many JSON escapes
             // can come out shorter): refuse before any work rather than after it.
@@ -199,10 +210,10 @@ impl EdgeEncryptor {
         let mut out = String::with_capacity(body.len() + 512);
         let count = match kind {
             BodyKind::Json => {
-                form::check_json_as_form(body, &rules)?;
-                json::rewrite(body, &rules, &mut out)?
+                form::check_json_as_form(body, rules)?;
+                json::rewrite(body, rules, &mut out)?
             }
-            BodyKind::Form => form::rewrite(body, &rules, &mut out)?,
+            BodyKind::Form => form::rewrite(body, rules, &mut out)?,
         };
         Ok((out, count))
     }

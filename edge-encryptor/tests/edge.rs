@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 const DEMO_PRIVATE: &str = include_str!("../../keys/demo-01.key.pem");
 const REFERENCE_FIELDS: &str = r#"["fname", "lname", "email", "ssn", "dob", "phone"]"#;
 
-fn edge_with(extra: &str, backend: &dyn Backend) -> EdgeEncryptor {
+fn edge_with(extra: &str, backend: &'static dyn Backend) -> EdgeEncryptor {
     let dir = fle_test_support::root();
     let toml = format!(
         "[[keys]]\nid = \"01\"\npublic_key = \"keys/demo-01.pub.pem\"\n\

@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use fle_fuzz::scan_key as key;
 use fle_shared::{is_payload_byte, write_v1, Envelope};
-use fle_shared::{ScanKey, Scanner};
 use fle_shared::{Keyring, ScanItem};
+use fle_shared::{ScanKey, Scanner};
 use libfuzzer_sys::fuzz_target;
 
 struct Fixtures {
@@ -57,9 +57,7 @@ fn envelope_at(text: &[u8], at: usize, key: &ScanKey) -> Option<usize> {
             .unwrap_or(rest.len() - p.len());
     let payload = &rest[p.len()..payload_end];
     let s = key.markers.suffix.as_bytes();
-    if rest[payload_end..].starts_with(s)
-        && Envelope::decode_payload(payload, fle_shared::KeyKind::Rsa { modulus_len: key.modulus_len }).is_ok()
-    {
+    if rest[payload_end..].starts_with(s) && Envelope::decode_payload(payload, key.kind).is_ok() {
         Some(at + payload_end + s.len())
     } else {
         None
@@ -83,12 +81,24 @@ fn check(scanner: &Scanner, text: &[u8]) {
         match item {
             ScanItem::Envelope(found) => {
                 let key = scanner.keys().iter().find(|k| &k.id == found.key).unwrap();
-                let Envelope::V1 { rsa_ciphertext } = &found.envelope else {
-                    panic!("unknown envelope version")
-                };
-                assert_eq!(rsa_ciphertext.len(), key.modulus_len);
                 let mut again = String::new();
-                write_v1(&key.markers, rsa_ciphertext, &mut again);
+                match &found.envelope {
+                    Envelope::V1 { rsa_ciphertext } => {
+                        let fle_shared::KeyKind::Rsa { modulus_len } = key.kind else {
+                            panic!("a version-1 envelope under a key that is not RSA")
+                        };
+                        assert_eq!(rsa_ciphertext.len(), modulus_len);
+                        write_v1(&key.markers, rsa_ciphertext, &mut again);
+                    }
+                    Envelope::V2(token) => {
+                        use base64::Engine;
+                        again.push_str(key.markers.prefix.as_str());
+                        base64::engine::general_purpose::STANDARD
+                            .encode_string(token.as_bytes(), &mut again);
+                        again.push_str(key.markers.suffix.as_str());
+                    }
+                    _ => panic!("unknown envelope version"),
+                }
                 assert_eq!(
                     again.as_bytes(),
                     &text[span],

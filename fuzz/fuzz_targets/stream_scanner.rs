@@ -8,7 +8,6 @@
 use std::sync::OnceLock;
 
 use fle_fuzz::scan_key as key;
-use fle_shared::v1_envelope_len;
 use fle_shared::Scanner;
 use fle_shared::StreamScanner;
 use fle_shared::{Keyring, ScanItem};
@@ -58,7 +57,11 @@ fn check(scanner: &Scanner, cuts: &[u8], text: &[u8]) {
     let longest = scanner
         .keys()
         .iter()
-        .map(|k| v1_envelope_len(&k.markers, k.modulus_len))
+        .map(|k| {
+            k.markers.prefix.as_str().len()
+                + k.kind.v2_max_payload_len()
+                + k.markers.suffix.as_str().len()
+        })
         .max()
         .unwrap();
     let prefix_max = scanner

@@ -7,8 +7,8 @@ use base64::Engine;
 use fle_decryptor::{Decryptor, LocalKeyProvider, Mode, OnError};
 use fle_edge_encryptor::config::BodyKind;
 use fle_edge_encryptor::{EdgeEncryptor, MarkerPolicy, Outcome};
-use fle_shared::body::form;
 use fle_shared::backend::Backend;
+use fle_shared::body::form;
 use fle_shared::{
     KeyEntry, Keyring, Marker, MarkerPair, OaepPrivateKey, RsaPublicKey, ScanItem, ScanKey,
 };
@@ -49,7 +49,7 @@ pub fn scan_key(id: &str, markers: Option<(&str, &str)>, modulus_len: usize) -> 
     ScanKey {
         id,
         markers,
-        modulus_len,
+        kind: fle_shared::KeyKind::Rsa { modulus_len },
     }
 }
 
@@ -63,13 +63,13 @@ pub fn edge_toml(i: usize) -> String {
 }
 
 /// An edge for `EDGE_TABLES[i]` with `backend`.
-pub fn edge(i: usize, backend: &dyn Backend) -> EdgeEncryptor {
+pub fn edge(i: usize, backend: &'static dyn Backend) -> EdgeEncryptor {
     EdgeEncryptor::from_toml_str(&edge_toml(i), std::path::Path::new("."), backend)
         .expect("fuzz edge configuration")
 }
 
 /// An edge for a configuration text built by a target.
-pub fn edge_from(text: &str, backend: &dyn Backend) -> EdgeEncryptor {
+pub fn edge_from(text: &str, backend: &'static dyn Backend) -> EdgeEncryptor {
     EdgeEncryptor::from_toml_str(text, std::path::Path::new("."), backend)
         .unwrap_or_else(|e| panic!("fuzz edge configuration: {e}\n{text}"))
 }

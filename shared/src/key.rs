@@ -219,24 +219,12 @@ impl RsaPublicKey {
 
     /// Parses a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo).
     pub fn from_pem(pem: &str) -> Result<Self, PublicKeyError> {
-        let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
-            .map_err(|e| PublicKeyError::Malformed(format!("PEM: {e}")))?;
-        if label != "PUBLIC KEY" {
-            return Err(PublicKeyError::WrongPemLabel(label.to_owned()));
-        }
-        Self::from_spki_der(&der)
+        Self::from_spki_der(&public_pem_der(pem)?)
     }
 
     /// Parses either PEM (text starting with `-----BEGIN`) or DER.
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, PublicKeyError> {
-        let trimmed = bytes.trim_ascii_start();
-        if trimmed.starts_with(b"-----BEGIN") {
-            let text = std::str::from_utf8(trimmed)
-                .map_err(|_| PublicKeyError::Malformed("PEM is not UTF-8".into()))?;
-            Self::from_pem(text)
-        } else {
-            Self::from_spki_der(bytes)
-        }
+        Self::from_spki_der(&spki_bytes(bytes)?)
     }
 
     /// The key as a PEM `PUBLIC KEY` block (LF line endings).
@@ -273,6 +261,28 @@ impl fmt::Debug for RsaPublicKey {
         f.debug_struct("RsaPublicKey")
             .field("modulus_bits", &self.modulus_bits)
             .finish_non_exhaustive()
+    }
+}
+
+/// The DER inside a PEM `PUBLIC KEY` block.
+fn public_pem_der(pem: &str) -> Result<Vec<u8>, PublicKeyError> {
+    let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+        .map_err(|e| PublicKeyError::Malformed(format!("PEM: {e}")))?;
+    if label != "PUBLIC KEY" {
+        return Err(PublicKeyError::WrongPemLabel(label.to_owned()));
+    }
+    Ok(der)
+}
+
+/// The DER of a public key given as PEM (text starting with `-----BEGIN`) or DER.
+fn spki_bytes(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, PublicKeyError> {
+    let trimmed = bytes.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN") {
+        let text = std::str::from_utf8(trimmed)
+            .map_err(|_| PublicKeyError::Malformed("PEM is not UTF-8".into()))?;
+        Ok(std::borrow::Cow::Owned(public_pem_der(text)?))
+    } else {
+        Ok(std::borrow::Cow::Borrowed(bytes))
     }
 }
 
@@ -518,4 +528,123 @@ pub(crate) fn uncompressed_p256_point(sec1: &[u8]) -> Option<[u8; 65]> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     let key = p256::PublicKey::from_sec1_bytes(sec1).ok()?;
     key.to_encoded_point(false).as_bytes().try_into().ok()
+}
+
+/// A keyring's public key: RSA (envelope versions 1 and 2) or EC P-256 (version 2 only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublicKey {
+    /// An RSA key (KMS `ENCRYPT_DECRYPT`).
+    Rsa(RsaPublicKey),
+    /// An EC P-256 key (KMS `KEY_AGREEMENT`, `ECC_NIST_P256`).
+    P256(P256PublicKey),
+}
+
+impl PublicKey {
+    /// Parses a DER SubjectPublicKeyInfo of either kind.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, PublicKeyError> {
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| PublicKeyError::Malformed(e.to_string()))?;
+        match spki.algorithm.oid {
+            RSA_ENCRYPTION => RsaPublicKey::from_spki_der(der).map(PublicKey::Rsa),
+            ID_EC_PUBLIC_KEY => P256PublicKey::from_spki_der(der).map(PublicKey::P256),
+            other => Err(PublicKeyError::UnsupportedAlgorithm(other.to_string())),
+        }
+    }
+
+    /// Parses a PEM `PUBLIC KEY` block of either kind.
+    pub fn from_pem(pem: &str) -> Result<Self, PublicKeyError> {
+        Self::from_spki_der(&public_pem_der(pem)?)
+    }
+
+    /// Parses either PEM (text starting with `-----BEGIN`) or DER.
+    pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, PublicKeyError> {
+        Self::from_spki_der(&spki_bytes(bytes)?)
+    }
+
+    /// The kind of key, which fixes how its envelopes are read.
+    pub fn kind(&self) -> crate::KeyKind {
+        match self {
+            PublicKey::Rsa(k) => crate::KeyKind::Rsa {
+                modulus_len: k.modulus_len(),
+            },
+            PublicKey::P256(_) => crate::KeyKind::P256,
+        }
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn spki_der(&self) -> &[u8] {
+        match self {
+            PublicKey::Rsa(k) => k.spki_der(),
+            PublicKey::P256(k) => k.spki_der(),
+        }
+    }
+
+    /// The key as a PEM `PUBLIC KEY` block (LF line endings).
+    pub fn to_pem(&self) -> String {
+        match self {
+            PublicKey::Rsa(k) => k.to_pem(),
+            PublicKey::P256(k) => k.to_pem(),
+        }
+    }
+
+    /// The RSA key, if it is one.
+    pub fn as_rsa(&self) -> Option<&RsaPublicKey> {
+        match self {
+            PublicKey::Rsa(k) => Some(k),
+            PublicKey::P256(_) => None,
+        }
+    }
+
+    /// The P-256 key, if it is one.
+    pub fn as_p256(&self) -> Option<&P256PublicKey> {
+        match self {
+            PublicKey::P256(k) => Some(k),
+            PublicKey::Rsa(_) => None,
+        }
+    }
+
+    /// A short description for listings: `RSA-2048`, `P-256`.
+    pub fn describe(&self) -> String {
+        match self {
+            PublicKey::Rsa(k) => format!("RSA-{}", k.modulus_bits()),
+            PublicKey::P256(_) => "P-256".into(),
+        }
+    }
+}
+
+impl From<RsaPublicKey> for PublicKey {
+    fn from(key: RsaPublicKey) -> Self {
+        PublicKey::Rsa(key)
+    }
+}
+
+impl From<P256PublicKey> for PublicKey {
+    fn from(key: P256PublicKey) -> Self {
+        PublicKey::P256(key)
+    }
+}
+
+impl PartialEq<RsaPublicKey> for PublicKey {
+    fn eq(&self, other: &RsaPublicKey) -> bool {
+        self.as_rsa() == Some(other)
+    }
+}
+
+impl PartialEq<PublicKey> for RsaPublicKey {
+    fn eq(&self, other: &PublicKey) -> bool {
+        other == self
+    }
+}
+
+impl PartialEq<PublicKey> for P256PublicKey {
+    fn eq(&self, other: &PublicKey) -> bool {
+        other == self
+    }
+}
+
+impl PartialEq<P256PublicKey> for PublicKey {
+    fn eq(&self, other: &P256PublicKey) -> bool {
+        self.as_p256() == Some(other)
+    }
 }

@@ -6,28 +6,86 @@ use serde::Deserialize;
 
 use crate::key::{
     check_marker_overlap, KeyId, KeyIdError, Marker, MarkerError, MarkerOverlap, MarkerPair,
-    PublicKeyError, RsaPublicKey,
+    PublicKey, PublicKeyError,
 };
 use crate::scan::{ScanKey, Scanner};
+
+/// Which envelope version a key's writers produce. Readers open both under any key that can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum EnvelopeVersion {
+    /// Version 1: one RSA-OAEP ciphertext per value (the reference design's format; RSA keys
+    /// only; the default for them).
+    #[default]
+    V1,
+    /// Version 2: one encapsulation per request, AES-256-GCM per value (always for P-256 keys).
+    V2,
+}
+
+impl EnvelopeVersion {
+    /// The version number (1 or 2), as [`crate::Envelope::version`] reports it.
+    pub fn number(self) -> u8 {
+        match self {
+            EnvelopeVersion::V1 => 1,
+            EnvelopeVersion::V2 => 2,
+        }
+    }
+}
+
+impl std::str::FromStr for EnvelopeVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "v1" | "1" => Ok(EnvelopeVersion::V1),
+            "v2" | "2" => Ok(EnvelopeVersion::V2),
+            other => Err(format!("unknown envelope version {other:?}: use v1 or v2")),
+        }
+    }
+}
+
+impl std::fmt::Display for EnvelopeVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EnvelopeVersion::V1 => "v1",
+            EnvelopeVersion::V2 => "v2",
+        })
+    }
+}
 
 /// One configured key.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
     id: KeyId,
     markers: MarkerPair,
-    public_key: RsaPublicKey,
+    public_key: PublicKey,
+    envelope: EnvelopeVersion,
     kms_key_id: Option<String>,
 }
 
 impl KeyEntry {
-    /// A key with the default markers and no KMS key id.
-    pub fn new(id: KeyId, public_key: RsaPublicKey) -> Self {
+    /// A key with the default markers, no KMS key id, and the default envelope version for its
+    /// kind (version 1 for RSA, version 2 for P-256).
+    pub fn new(id: KeyId, public_key: impl Into<PublicKey>) -> Self {
+        let public_key = public_key.into();
+        let envelope = match public_key {
+            PublicKey::P256(_) => EnvelopeVersion::V2,
+            _ => EnvelopeVersion::V1,
+        };
         KeyEntry {
             markers: MarkerPair::default_for(&id),
             id,
             public_key,
+            envelope,
             kms_key_id: None,
         }
+    }
+
+    /// Chooses the envelope version this key's writers produce. Version 1 needs an RSA key
+    /// ([`Keyring::new`] refuses it for a P-256 key).
+    pub fn with_envelope(mut self, version: EnvelopeVersion) -> Self {
+        self.envelope = version;
+        self
     }
 
     /// Replaces the markers.
@@ -53,8 +111,13 @@ impl KeyEntry {
     }
 
     /// The key's public key.
-    pub fn public_key(&self) -> &RsaPublicKey {
+    pub fn public_key(&self) -> &PublicKey {
         &self.public_key
+    }
+
+    /// The envelope version this key's writers produce.
+    pub fn envelope(&self) -> EnvelopeVersion {
+        self.envelope
     }
 
     /// The KMS key to decrypt with, if configured.
@@ -70,19 +133,22 @@ impl KeyEntry {
 /// ```toml
 /// [[keys]]
 /// id = "01"
-/// public_key = "keys/demo-01.pub.pem"   # PEM or DER SubjectPublicKeyInfo
+/// public_key = "keys/demo-01.pub.pem"   # PEM or DER SubjectPublicKeyInfo: RSA or EC P-256
 /// kms_key_id = "arn:aws:kms:us-east-1:111122223333:key/..."   # optional, for the decryptor
 /// ```
 ///
-/// Optional per key: `prefix` and `suffix` (default `#<id>#` and `#<id reversed>#`), and
-/// `public_key_pem` (the PEM text inline, instead of a `public_key` path). Relative paths are
+/// Optional per key: `prefix` and `suffix` (default `#<id>#` and `#<id reversed>#`),
+/// `public_key_pem` (the PEM text inline, instead of a `public_key` path), and `envelope`
+/// (`"v1"` or `"v2"`: what writers produce with an RSA key, default `"v1"`; a P-256 key is
+/// always `"v2"`). Readers open both versions under any key whatever this setting says. Relative paths are
 /// resolved against the directory of the TOML file. Other top-level tables (such as `[edge]`)
 /// belong to other components and are ignored here; unknown fields inside a `[[keys]]` entry are
 /// errors, so a typo never silently drops a setting.
 ///
 /// Every keyring upholds, checked when it is built:
 /// - at least one key; ids are unique;
-/// - keys are RSA 2048, 3072 or 4096 bits ([`RsaPublicKey`]);
+/// - keys are RSA 2048, 3072 or 4096 bits ([`crate::RsaPublicKey`]) or EC P-256
+///   ([`crate::P256PublicKey`], envelope version 2 only);
 /// - markers are valid ([`Marker`]) and no marker of one key equals or is a prefix
 ///   of a marker of another key, so every envelope in a text belongs to exactly one key.
 #[derive(Debug, Clone)]
@@ -98,6 +164,9 @@ impl Keyring {
             return Err(KeyringError::Empty);
         }
         for (i, a) in entries.iter().enumerate() {
+            if a.envelope == EnvelopeVersion::V1 && a.public_key.as_rsa().is_none() {
+                return Err(KeyringError::VersionNeedsRsa { id: a.id.clone() });
+            }
             if let Some(kms) = &a.kms_key_id {
                 if kms.is_empty() || kms.len() > 2048 || kms.chars().any(char::is_whitespace) {
                     return Err(KeyringError::InvalidKmsKeyId { id: a.id.clone() });
@@ -118,7 +187,7 @@ impl Keyring {
                 .map(|k| ScanKey {
                     id: k.id.clone(),
                     markers: k.markers.clone(),
-                    modulus_len: k.public_key.modulus_len(),
+                    kind: k.public_key.kind(),
                 })
                 .collect(),
         );
@@ -199,6 +268,7 @@ struct KeySpec {
     kms_key_id: Option<String>,
     prefix: Option<String>,
     suffix: Option<String>,
+    envelope: Option<String>,
 }
 
 impl KeySpec {
@@ -215,9 +285,9 @@ impl KeySpec {
                     path: path.clone(),
                     message: e.to_string(),
                 })?;
-                RsaPublicKey::from_pem_or_der(&bytes).map_err(key_err)?
+                PublicKey::from_pem_or_der(&bytes).map_err(key_err)?
             }
-            (None, Some(pem)) => RsaPublicKey::from_pem(&pem).map_err(key_err)?,
+            (None, Some(pem)) => PublicKey::from_pem(&pem).map_err(key_err)?,
             _ => return Err(KeyringError::PublicKeySource { id }),
         };
         let defaults = MarkerPair::default_for(&id);
@@ -232,7 +302,13 @@ impl KeySpec {
             prefix: marker(self.prefix, defaults.prefix)?,
             suffix: marker(self.suffix, defaults.suffix)?,
         };
-        let mut entry = KeyEntry::new(id, public_key).with_markers(markers);
+        let mut entry = KeyEntry::new(id.clone(), public_key).with_markers(markers);
+        if let Some(text) = self.envelope {
+            let version = text
+                .parse()
+                .map_err(|message| KeyringError::InvalidEnvelope { id, message })?;
+            entry = entry.with_envelope(version);
+        }
         entry.kms_key_id = self.kms_key_id;
         Ok(entry)
     }
@@ -299,6 +375,20 @@ pub enum KeyringError {
         id: KeyId,
         /// Why it is refused.
         source: PublicKeyError,
+    },
+    /// `envelope = "v1"` for a key that is not RSA.
+    #[error("key {id}: envelope version 1 needs an RSA key; P-256 keys write version 2 (envelope = \"v2\")")]
+    VersionNeedsRsa {
+        /// The key.
+        id: KeyId,
+    },
+    /// An `envelope` setting other than `"v1"` or `"v2"`.
+    #[error("key {id}: {message}")]
+    InvalidEnvelope {
+        /// The key.
+        id: KeyId,
+        /// What is wrong.
+        message: String,
     },
     /// An empty or malformed `kms_key_id`.
     #[error("key {id}: kms_key_id must be a non-empty KMS key id, ARN or alias without spaces")]

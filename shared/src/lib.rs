@@ -57,18 +57,18 @@ mod secret;
 mod stream;
 mod v2;
 
-pub use encrypt::{EncryptError, FieldEncryptor, KeyEncryptor};
+pub use encrypt::{EncryptError, FieldEncryptor, KeyEncryptor, RequestState};
 pub use envelope::{
     is_payload_byte, v1_envelope_len, v1_payload_len, write_v1, Envelope, EnvelopeError,
 };
 pub use key::{
     p256_spki_der, KeyId, KeyIdError, Marker, MarkerError, MarkerOverlap, MarkerPair,
-    P256PublicKey, PublicKeyError, RsaPublicKey, MAX_KEY_ID_LEN, MAX_MARKER_LEN, P256_SPKI_PREFIX,
-    SUPPORTED_MODULUS_BITS,
+    P256PublicKey, PublicKey, PublicKeyError, RsaPublicKey, MAX_KEY_ID_LEN, MAX_MARKER_LEN,
+    P256_SPKI_PREFIX, SUPPORTED_MODULUS_BITS,
 };
-pub use keyring::{KeyEntry, Keyring, KeyringError};
+pub use keyring::{EnvelopeVersion, KeyEntry, Keyring, KeyringError};
 #[cfg(feature = "aws-lc")]
-pub use private_key::{DecryptError, OaepPrivateKey, P256PrivateKey, PrivateKeyError};
+pub use private_key::{DecryptError, OaepPrivateKey, P256PrivateKey, PrivateKey, PrivateKeyError};
 pub use scan::{
     FoundEnvelope, MalformedEnvelope, MalformedReason, ScanError, ScanItem, ScanIter, ScanKey,
     Scanner,

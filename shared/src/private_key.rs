@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use aws_lc_rs::agreement::{self, UnparsedPublicKey, ECDH_P256};
 
 use crate::envelope::Envelope;
-use crate::key::{KeyId, P256PublicKey, PublicKeyError, RsaPublicKey};
+use crate::key::{KeyId, P256PublicKey, PublicKey, PublicKeyError, RsaPublicKey};
 use crate::secret::Plaintext;
 use crate::v2::{EnvelopeV2, KeyKind, OpenError, V2Secret};
 
@@ -264,5 +264,83 @@ impl P256PrivateKey {
 impl fmt::Debug for P256PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("P256PrivateKey").finish_non_exhaustive()
+    }
+}
+
+/// A local private key of either kind: what `--private-key` and the decrypt Lambda's
+/// `FLE_PRIVATE_KEY` load.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PrivateKey {
+    /// RSA: opens version-1 envelopes and version-2 `rsa-oaep` envelopes.
+    Rsa(OaepPrivateKey),
+    /// P-256: opens version-2 `hpke-p256` envelopes.
+    P256(P256PrivateKey),
+}
+
+impl PrivateKey {
+    /// Parses a PEM private key: `PRIVATE KEY` (PKCS#8, RSA or P-256) or `EC PRIVATE KEY`
+    /// (SEC 1, P-256).
+    pub fn from_pem(pem: &str) -> Result<Self, PrivateKeyError> {
+        let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+            .map_err(|e| PrivateKeyError::Rejected(format!("PEM: {e}")))?;
+        let der = Zeroizing::new(der);
+        match label {
+            "EC PRIVATE KEY" => P256PrivateKey::from_der(&der).map(PrivateKey::P256),
+            "PRIVATE KEY" => match OaepPrivateKey::from_pkcs8_der(&der) {
+                Ok(rsa) => Ok(PrivateKey::Rsa(rsa)),
+                Err(rsa_error) => P256PrivateKey::from_der(&der)
+                    .map(PrivateKey::P256)
+                    .map_err(|_| match rsa_error {
+                        PrivateKeyError::Rejected(reason) => PrivateKeyError::Rejected(format!(
+                            "neither an RSA key ({reason}) nor a P-256 key"
+                        )),
+                        other => other,
+                    }),
+            },
+            other => Err(PrivateKeyError::WrongPemLabel(other.to_owned())),
+        }
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> PublicKey {
+        match self {
+            PrivateKey::Rsa(k) => PublicKey::Rsa(k.public_key().clone()),
+            PrivateKey::P256(k) => PublicKey::P256(k.public_key().clone()),
+        }
+    }
+
+    /// The secret of a version-2 envelope's encapsulation (one private-key operation), which
+    /// then opens every value sealed under it.
+    pub fn v2_secret(&self, token: &EnvelopeV2) -> Result<V2Secret, DecryptError> {
+        match self {
+            PrivateKey::Rsa(k) => k.unwrap_v2(token),
+            PrivateKey::P256(k) => k.decapsulate(token),
+        }
+    }
+
+    /// Decrypts an envelope found under the markers of key `id` (version 1, or version 2
+    /// without path binding).
+    pub fn decrypt_envelope(
+        &self,
+        id: &KeyId,
+        envelope: &Envelope,
+    ) -> Result<Plaintext, DecryptError> {
+        match self {
+            PrivateKey::Rsa(k) => k.decrypt_envelope(id, envelope),
+            PrivateKey::P256(k) => k.decrypt_envelope(id, envelope),
+        }
+    }
+}
+
+impl From<OaepPrivateKey> for PrivateKey {
+    fn from(key: OaepPrivateKey) -> Self {
+        PrivateKey::Rsa(key)
+    }
+}
+
+impl From<P256PrivateKey> for PrivateKey {
+    fn from(key: P256PrivateKey) -> Self {
+        PrivateKey::P256(key)
     }
 }

@@ -21,11 +21,11 @@
 //!   markers and payloads are ASCII.
 //!
 //! ```
-//! use fle_shared::{ScanItem, ScanKey, Scanner};
+//! use fle_shared::{KeyKind, ScanItem, ScanKey, Scanner};
 //! use fle_shared::MarkerPair;
 //!
 //! let id = "01".parse().unwrap();
-//! let scanner = Scanner::new(vec![ScanKey { markers: MarkerPair::default_for(&id), id, modulus_len: 3 }]).unwrap();
+//! let scanner = Scanner::new(vec![ScanKey { markers: MarkerPair::default_for(&id), id, kind: KeyKind::Rsa { modulus_len: 3 } }]).unwrap();
 //! let items: Vec<_> = scanner.scan_str("a #01#AAEC#10# b #01#oops").collect();
 //! assert!(matches!(&items[0], ScanItem::Envelope(f) if f.span == (2..14)));
 //! assert!(matches!(&items[1], ScanItem::Malformed(m) if m.span == (17..25)));
@@ -45,8 +45,9 @@ pub struct ScanKey {
     pub id: KeyId,
     /// The key's markers.
     pub markers: MarkerPair,
-    /// The key's RSA modulus length in bytes (256 for RSA-2048), which fixes the payload length.
-    pub modulus_len: usize,
+    /// The kind of key (RSA and its modulus length, or P-256), which fixes how payloads are
+    /// read.
+    pub kind: KeyKind,
 }
 
 /// Finds a set of keys' envelopes in text. Build once, scan many texts; `Send + Sync`.
@@ -278,34 +279,27 @@ impl<'s> Iterator for ScanIter<'s, '_> {
         if rest.starts_with(suffix) {
             let end = payload_end + suffix.len();
             let payload = &text[payload_start..payload_end];
-            Some(
-                match Envelope::decode_payload(
-                    payload,
-                    KeyKind::Rsa {
-                        modulus_len: key.modulus_len,
-                    },
-                ) {
-                    Ok(envelope) => {
-                        self.pos = end;
-                        ScanItem::Envelope(FoundEnvelope {
-                            span: start..end,
-                            key: &key.id,
-                            envelope,
-                        })
-                    }
-                    Err(e) => {
-                        // The suffix just matched may borrow the start of a real envelope
-                        // (`#01#10#10` + `#01#...`), and with prefix == suffix it may be one: stop
-                        // the malformed span where a prefix starts, so the envelope is still found.
-                        let stop = self
-                            .scanner
-                            .next_prefix(text, start + 1, end)
-                            .map_or(end, |(next, _)| next);
-                        self.pos = stop;
-                        malformed(start..stop, MalformedReason::InvalidPayload(e))
-                    }
-                },
-            )
+            Some(match Envelope::decode_payload(payload, key.kind) {
+                Ok(envelope) => {
+                    self.pos = end;
+                    ScanItem::Envelope(FoundEnvelope {
+                        span: start..end,
+                        key: &key.id,
+                        envelope,
+                    })
+                }
+                Err(e) => {
+                    // The suffix just matched may borrow the start of a real envelope
+                    // (`#01#10#10` + `#01#...`), and with prefix == suffix it may be one: stop
+                    // the malformed span where a prefix starts, so the envelope is still found.
+                    let stop = self
+                        .scanner
+                        .next_prefix(text, start + 1, end)
+                        .map_or(end, |(next, _)| next);
+                    self.pos = stop;
+                    malformed(start..stop, MalformedReason::InvalidPayload(e))
+                }
+            })
         } else if rest.len() < suffix.len() && suffix.starts_with(rest) {
             self.pos = text.len();
             Some(malformed(start..text.len(), MalformedReason::Truncated))
@@ -336,7 +330,7 @@ mod tests {
         ScanKey {
             markers: MarkerPair::default_for(&id),
             id,
-            modulus_len,
+            kind: KeyKind::Rsa { modulus_len },
         }
     }
 
@@ -452,7 +446,7 @@ mod tests {
         let mut many = vec![ScanKey {
             id,
             markers,
-            modulus_len: 3,
+            kind: KeyKind::Rsa { modulus_len: 3 },
         }];
         for (i, c) in ["!", "~", "%", "&"].iter().enumerate() {
             let id: KeyId = format!("k{i}").parse().unwrap();
@@ -463,7 +457,7 @@ mod tests {
             many.push(ScanKey {
                 id,
                 markers,
-                modulus_len: 3,
+                kind: KeyKind::Rsa { modulus_len: 3 },
             });
         }
         let s = Scanner::new(many).unwrap();

@@ -4,11 +4,11 @@
 //! no later byte can change, with the scanner's items inside them. An envelope that straddles
 //! two chunks is held back until it is complete, so the items of every region are exactly what
 //! [`Scanner::scan`] reports for the whole stream at once. Memory stays bounded by the chunk
-//! size plus the longest possible envelope: a candidate that grows longer than any envelope of
-//! the keyring could be (an endless base64 run after a prefix) is settled early as
+//! size plus the longest possible envelope (a version-2 envelope of a 1 MiB value, about 1.4 MB
+//! of base64): a candidate that grows longer than any envelope of the keyring could be (an
+//! endless base64 run after a prefix) is settled early as
 //! [`MalformedReason::MissingSuffix`], the only place where the result differs from one whole scan.
 
-use crate::envelope::v1_envelope_len;
 use crate::scan::{MalformedEnvelope, MalformedReason, ScanItem, Scanner};
 
 /// Feeds a [`Scanner`] chunk by chunk.
@@ -73,7 +73,11 @@ impl<'s> StreamScanner<'s> {
                 - 1,
             longest: keys
                 .iter()
-                .map(|k| v1_envelope_len(&k.markers, k.modulus_len))
+                .map(|k| {
+                    k.markers.prefix.as_str().len()
+                        + k.kind.v2_max_payload_len()
+                        + k.markers.suffix.as_str().len()
+                })
                 .max()
                 .unwrap_or(0),
         }

@@ -504,6 +504,11 @@ impl V2Sealer {
         }
     }
 
+    /// The key it seals under.
+    pub fn key_id(&self) -> &KeyId {
+        &self.id
+    }
+
     /// How many values have been sealed so far.
     pub fn sealed_count(&self) -> u64 {
         self.next_index

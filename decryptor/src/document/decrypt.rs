@@ -4,7 +4,7 @@
 //! results handed back to the rendering pass in the same order.
 
 use fle_shared::ScanItem;
-use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext};
+use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext, RequestState};
 
 use super::report::Report;
 use super::sites::Rule;
@@ -31,8 +31,10 @@ impl Decryptor {
 pub(super) struct Work<'a> {
     pub(super) keyring: &'a Keyring,
     pub(super) scanner: &'a fle_shared::Scanner,
-    /// The re-encryption target, whose envelopes are kept as they are.
-    pub(super) target: Option<&'a KeyId>,
+    /// The re-encryption target and the envelope version it writes: its envelopes of that
+    /// version are kept as they are (version-1 envelopes of a key that now writes version 2
+    /// are re-encrypted).
+    pub(super) target: Option<(&'a KeyId, u8)>,
     pub(super) on_error: OnError,
     pub(super) action: Action<'a>,
     /// Envelopes to decrypt, in document order.
@@ -47,6 +49,8 @@ pub(super) struct Work<'a> {
     /// The next result.
     pub(super) cursor: usize,
     pub(super) report: Report,
+    /// Re-encryption's version-2 encapsulations: one per document and target key.
+    pub(super) sealing: RequestState,
 }
 
 impl<'a> Work<'a> {
@@ -56,7 +60,7 @@ impl<'a> Work<'a> {
             keyring,
             scanner: keyring.scanner(),
             target: match action {
-                Action::Reencrypt(to) => Some(to.id()),
+                Action::Reencrypt(to) => Some((to.id(), to.version().number())),
                 Action::Decrypt | Action::Verify => None,
             },
             on_error,
@@ -67,6 +71,7 @@ impl<'a> Work<'a> {
             results: Vec::new(),
             cursor: 0,
             report: Report::default(),
+            sealing: RequestState::new(),
         }
     }
 
@@ -87,7 +92,12 @@ impl<'a> Work<'a> {
         let keyring: &'a Keyring = self.keyring;
         keyring
             .get(found.key)
-            .filter(|key| Some(key.id()) != self.target)
+            .filter(|key| !self.is_target(key.id(), &found.envelope))
+    }
+
+    /// Whether an envelope of `key` is already what the re-encryption target writes.
+    pub(super) fn is_target(&self, key: &KeyId, envelope: &Envelope) -> bool {
+        self.target == Some((key, envelope.version()))
     }
 
     /// The collecting pass: notes `item` if it is to be decrypted. `len` is that of its site

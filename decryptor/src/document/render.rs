@@ -247,8 +247,8 @@ impl Work<'_> {
             let mut outcome = match (site.rule.refusal(&span, len), item, result) {
                 (Some(refusal), ..) => Err(refusal.kind()),
                 (None, ScanItem::Malformed(bad), _) => Err(ProblemKind::Malformed(bad.problem)),
-                (None, ScanItem::Envelope(_), None) => match (self.target, key) {
-                    (Some(target), Some(key)) if key.id() == target => {
+                (None, ScanItem::Envelope(found), None) => match key {
+                    Some(key) if self.is_target(key.id(), &found.envelope) => {
                         // Already under the target key.
                         sink.content(original, site)?;
                         if !dry {
@@ -265,10 +265,10 @@ impl Work<'_> {
                     }
                     // The plaintext's bytes travel as they are, a JSON value's tag included.
                     Action::Reencrypt(to) => {
-                        let mut envelope = String::with_capacity(to.envelope_len());
+                        let mut envelope = String::with_capacity(to.envelope_len(pt.len()));
                         let name = field();
                         let name = name.as_deref().unwrap_or("text");
-                        match to.encrypt_into(name, pt.as_bytes(), &mut envelope) {
+                        match to.encrypt_in(&mut self.sealing, name, pt.as_bytes(), &mut envelope) {
                             Ok(()) => Ok((Plaintext::from(envelope.into_bytes()), false)),
                             Err(e) => Err(ProblemKind::Reencrypt(e)),
                         }

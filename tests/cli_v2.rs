@@ -1,0 +1,201 @@
+//! Envelope version 2 on the command line: `fle encrypt` with an EC P-256 `--public-key`, or an
+//! RSA one with `--envelope v2`; `fle decrypt --private-key` with either kind of key; `fle
+//! reencrypt` migrating version-1 data to a P-256 key and to version 2 under the same RSA key.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+
+fn fle(args: &[&str], stdin: &str) -> Output {
+    run_fle(root(), args, stdin)
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const BODY: &str = r#"{"ssn":"123-45-6789","name":"Jo","card":{"pan":"4111111111111111"},"n":42}"#;
+
+/// The payloads of `text`'s envelopes under `prefix` … `suffix`.
+fn envelopes<'t>(text: &'t str, prefix: &str, suffix: &str) -> Vec<&'t str> {
+    text.split(prefix)
+        .skip(1)
+        .map(|rest| &rest[..rest.find(suffix).unwrap()])
+        .collect()
+}
+
+#[test]
+fn a_p256_public_key_writes_version_2_and_its_private_key_reads_it() {
+    let encrypted = ok(fle(
+        &[
+            "encrypt",
+            "--public-key",
+            "keys/demo-02.pub.pem",
+            "--fields",
+            "ssn,pan,n",
+        ],
+        BODY,
+    ));
+    let payloads = envelopes(&encrypted, "#01#", "#10#");
+    assert_eq!(payloads.len(), 3, "{encrypted}");
+    // 11 bytes: 88 characters; one encapsulation (token bytes 2..35) for the whole body.
+    assert_eq!(payloads[0].len(), 88);
+    assert!(payloads.iter().all(|p| p[4..44] == payloads[0][4..44]));
+    assert!(!encrypted.contains("6789") && !encrypted.contains("4111"));
+    let clear = ok(fle(
+        &["decrypt", "--private-key", "keys/demo-02.key.pem"],
+        &encrypted,
+    ));
+    assert_eq!(clear, BODY);
+    // The RSA demo key cannot open them: refused, nothing decrypted.
+    let wrong = fle(
+        &["decrypt", "--private-key", "keys/demo-01.key.pem"],
+        &encrypted,
+    );
+    assert!(!wrong.status.success());
+    assert!(!String::from_utf8_lossy(&wrong.stdout).contains("6789"));
+}
+
+#[test]
+fn an_rsa_key_writes_version_2_when_asked() {
+    let encrypted = ok(fle(
+        &[
+            "encrypt",
+            "--public-key",
+            "keys/demo-01.pub.pem",
+            "--envelope",
+            "v2",
+            "--fields",
+            "ssn,pan",
+        ],
+        BODY,
+    ));
+    let payloads = envelopes(&encrypted, "#01#", "#10#");
+    assert_eq!(payloads.len(), 2);
+    assert!(payloads
+        .iter()
+        .all(|p| p.len() > 344 && p.starts_with("Ag")));
+    let clear = ok(fle(
+        &["decrypt", "--private-key", "keys/demo-01.key.pem"],
+        &encrypted,
+    ));
+    assert_eq!(clear, BODY);
+}
+
+#[test]
+fn reencrypt_migrates_version_1_to_a_p256_key_and_to_version_2() {
+    let v1 = ok(fle(
+        &[
+            "encrypt",
+            "--public-key",
+            "keys/demo-01.pub.pem",
+            "--fields",
+            "ssn,pan",
+        ],
+        BODY,
+    ));
+    assert_eq!(envelopes(&v1, "#01#", "#10#")[0].len(), 344);
+    let to_p256 = ok(fle(
+        &[
+            "reencrypt",
+            "--private-key",
+            "keys/demo-01.key.pem",
+            "--to",
+            "02",
+            "--to-public-key",
+            "keys/demo-02.pub.pem",
+        ],
+        &v1,
+    ));
+    assert_eq!(envelopes(&to_p256, "#02#", "#20#").len(), 2, "{to_p256}");
+    let clear = ok(fle(
+        &[
+            "decrypt",
+            "--private-key",
+            "keys/demo-02.key.pem",
+            "--key-id",
+            "02",
+        ],
+        &to_p256,
+    ));
+    assert_eq!(clear, BODY);
+
+    // The same RSA key, now writing version 2: its version-1 envelopes are re-encrypted.
+    let to_v2 = ok(fle(
+        &[
+            "reencrypt",
+            "--private-key",
+            "keys/demo-01.key.pem",
+            "--to",
+            "01",
+            "--envelope",
+            "v2",
+        ],
+        &v1,
+    ));
+    let payloads = envelopes(&to_v2, "#01#", "#10#");
+    assert_eq!(payloads.len(), 2);
+    assert!(payloads.iter().all(|p| p.len() > 344), "{to_v2}");
+    let clear = ok(fle(
+        &["decrypt", "--private-key", "keys/demo-01.key.pem"],
+        &to_v2,
+    ));
+    assert_eq!(clear, BODY);
+}
+
+#[test]
+fn keys_generate_makes_p256_pairs_that_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_fle(
+        dir.path(),
+        &[
+            "keys", "generate", "--id", "07", "--type", "p256", "--dir", "k",
+        ],
+        "",
+    );
+    let entry = ok(out);
+    assert!(entry.contains("id = \"07\""), "{entry}");
+    let public = std::fs::read_to_string(dir.path().join("k/07.pub.pem")).unwrap();
+    assert!(fle_shared::P256PublicKey::from_spki_der(&pem_der(&public)).is_ok());
+    std::fs::write(dir.path().join("fle.toml"), &entry).unwrap();
+    let list = ok(run_fle(
+        dir.path(),
+        &["keys", "list", "--config", "fle.toml"],
+        "",
+    ));
+    assert_eq!(list.lines().nth(1), Some("07\t#07#\t#70#\tP-256\tv2\t-"));
+    let encrypted = ok(run_fle(
+        dir.path(),
+        &["encrypt", "--public-key", "k/07.pub.pem", "--fields", "ssn"],
+        BODY,
+    ));
+    let clear = ok(run_fle(
+        dir.path(),
+        &["decrypt", "--private-key", "k/07.key.pem"],
+        &encrypted,
+    ));
+    assert_eq!(clear, BODY);
+    let refused = run_fle(
+        dir.path(),
+        &[
+            "keys", "generate", "--id", "08", "--type", "p256", "--bits", "3072",
+        ],
+        "",
+    );
+    assert!(!refused.status.success());
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
