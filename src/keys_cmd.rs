@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use fle_decryptor::KmsKeyProvider;
-use fle_shared::{
-    KeyEntry, KeyId, Keyring, OaepPrivateKey, P256PrivateKey, PublicKey, RsaPublicKey,
-};
+use fle_shared::{KeyEntry, KeyId, Keyring, OaepPrivateKey, P256PrivateKey, PublicKey};
 
 /// `fle keys` subcommands.
 #[derive(clap::Subcommand, Debug)]
@@ -34,8 +32,9 @@ pub enum KeysCommand {
         dir: PathBuf,
     },
     /// Fetch a KMS key's public key (GetPublicKey) into ID.pub.pem in --dir and print its
-    /// `[[keys]]` entry; refuses keys whose usage is not ENCRYPT_DECRYPT or that lack
-    /// RSAES_OAEP_SHA_256.
+    /// `[[keys]]` entry. Takes ENCRYPT_DECRYPT RSA keys with RSAES_OAEP_SHA_256 (envelope
+    /// version 1, or 2 with `envelope = "v2"`) and KEY_AGREEMENT ECC_NIST_P256 keys with ECDH
+    /// (envelope version 2); refuses others.
     ///
     /// Example: fle keys fetch --key-id arn:aws:kms:eu-west-1:111122223333:key/1234abcd-... --id 03
     #[command(verbatim_doc_comment)]
@@ -120,7 +119,7 @@ pub fn run(command: &KeysCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let public: RsaPublicKey = runtime.block_on(async {
+            let public: PublicKey = runtime.block_on(async {
                 let provider = KmsKeyProvider::from_env(region, kms_endpoint.clone()).await;
                 KmsKeyProvider::public_key(provider.client(&id), key_id).await
             })?;

@@ -199,3 +199,41 @@ fn pem_der(pem: &str) -> Vec<u8> {
         .decode(body)
         .unwrap()
 }
+
+#[test]
+fn decrypt_through_kms_derive_shared_secret_with_one_call() {
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/fle-cli-p256";
+    let pem = std::fs::read_to_string(root().join("keys/demo-02.key.pem")).unwrap();
+    let private = fle_shared::P256PrivateKey::from_pem(&pem).unwrap();
+    let wire = kms_wire::KmsWire::start(vec![(ARN.to_owned(), private)], Default::default());
+    let encrypted = ok(fle(
+        &[
+            "encrypt",
+            "--public-key",
+            "keys/demo-02.pub.pem",
+            "--fields",
+            "ssn,pan,n,name",
+        ],
+        BODY,
+    ));
+    // GetPublicKey says KEY_AGREEMENT: the four values cost one DeriveSharedSecret.
+    let clear = ok(fle(
+        &[
+            "decrypt",
+            "--kms-key-id",
+            ARN,
+            "--kms-endpoint",
+            &wire.endpoint,
+        ],
+        &encrypted,
+    ));
+    assert_eq!(clear, BODY);
+    let stats = wire.stats();
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(stats.derived.load(SeqCst), 1);
+    assert_eq!(
+        stats.requests.load(SeqCst),
+        2,
+        "GetPublicKey + DeriveSharedSecret"
+    );
+}

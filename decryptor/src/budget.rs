@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use fle_shared::{Envelope, KeyEntry, Plaintext};
+use fle_shared::{Envelope, EnvelopeV2, KeyEntry, Plaintext, V2Secret};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -391,6 +391,27 @@ impl KmsBudget {
         key: &KeyEntry,
         envelope: &Envelope,
     ) -> Result<Plaintext, ProviderError> {
+        self.call(key, || provider.decrypt(key, envelope)).await
+    }
+
+    /// The secret of a version-2 envelope's encapsulation through `provider` under the budget,
+    /// as [`decrypt`](Self::decrypt) does it.
+    pub async fn decapsulate(
+        &self,
+        provider: &dyn KeyProvider,
+        key: &KeyEntry,
+        token: &EnvelopeV2,
+    ) -> Result<V2Secret, ProviderError> {
+        self.call(key, || provider.decapsulate(key, token)).await
+    }
+
+    /// One provider call under the budget, retried as documented on the type.
+    async fn call<'a, T, F>(&self, key: &KeyEntry, start: F) -> Result<T, ProviderError>
+    where
+        F: Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, ProviderError>> + Send + 'a>,
+        >,
+    {
         let mut attempt = 1;
         loop {
             let result = {
@@ -400,7 +421,7 @@ impl KmsBudget {
                 self.bucket.take().await;
                 self.calls.fetch_add(1, Ordering::Relaxed);
                 let started = tokio::time::Instant::now();
-                let result = provider.decrypt(key, envelope).await;
+                let result = start().await;
                 tracing::debug!(
                     key = %key.id(),
                     attempt,

@@ -15,6 +15,7 @@ use futures_util::stream::{self, StreamExt};
 #[cfg(doc)]
 use crate::budget::DEFAULT_RATE_PER_SECOND;
 use crate::budget::{KmsBudget, RetryPolicy, TokenBucket, DEFAULT_MAX_BURST};
+use crate::cache::SecretCache;
 use crate::provider::{ErrorClass, KeyProvider, ProviderError};
 
 /// How a [`Decryptor`](crate::Decryptor) drives the engine.
@@ -109,11 +110,33 @@ impl RateLimiter {
 /// Decrypts `items` (each an envelope with the keyring entry its markers name) through
 /// `budget`, driving at most `in_flight` distinct envelopes at once (the budget's permits bound
 /// the calls actually in flight, across every caller sharing it). Identical envelopes of the
-/// same key are decrypted once; results come back in input order.
+/// same key are decrypted once; version-2 envelopes sharing an encapsulation cost one provider
+/// call together; results come back in input order. Secrets of version-2 encapsulations live
+/// for this call only: [`decrypt_all_cached`] keeps them across calls.
 pub async fn decrypt_all(
     provider: &dyn KeyProvider,
     budget: &KmsBudget,
     in_flight: usize,
+    items: &[(&KeyEntry, &Envelope)],
+) -> Vec<Result<Plaintext, ProviderError>> {
+    let cache = SecretCache::new(items.len(), Duration::MAX);
+    decrypt_all_cached(provider, budget, in_flight, &cache, items).await
+}
+
+/// What one unit of the engine's work is: a version-1 envelope, or the version-2 envelopes of
+/// one encapsulation (indexes into the distinct envelopes).
+enum Job {
+    One(usize),
+    Encapsulation(Vec<usize>),
+}
+
+/// [`decrypt_all`] with the secrets of version-2 encapsulations taken from, and kept in,
+/// `cache`: a document whose request's encapsulation was opened before costs no provider call.
+pub async fn decrypt_all_cached(
+    provider: &dyn KeyProvider,
+    budget: &KmsBudget,
+    in_flight: usize,
+    cache: &SecretCache,
     items: &[(&KeyEntry, &Envelope)],
 ) -> Vec<Result<Plaintext, ProviderError>> {
     // Deduplicate by key and envelope.
@@ -129,14 +152,44 @@ pub async fn decrypt_all(
             });
         slot_of.push(slot);
     }
-    let mut results: Vec<Option<Result<Plaintext, ProviderError>>> = vec![None; unique.len()];
-    let mut done = stream::iter(unique.iter().enumerate().map(|(slot, &i)| {
+    // Group version-2 envelopes by key and encapsulation.
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut groups: HashMap<(&str, &[u8]), usize> = HashMap::new();
+    for (slot, &i) in unique.iter().enumerate() {
         let (key, envelope) = items[i];
-        async move { (slot, budget.decrypt(provider, key, envelope).await) }
+        match envelope {
+            Envelope::V2(token) => {
+                let job = *groups
+                    .entry((key.id().as_str(), token.encapsulation()))
+                    .or_insert_with(|| {
+                        jobs.push(Job::Encapsulation(Vec::new()));
+                        jobs.len() - 1
+                    });
+                if let Job::Encapsulation(slots) = &mut jobs[job] {
+                    slots.push(slot);
+                }
+            }
+            _ => jobs.push(Job::One(slot)),
+        }
+    }
+    let mut results: Vec<Option<Result<Plaintext, ProviderError>>> = vec![None; unique.len()];
+    let unique = &unique;
+    let mut done = stream::iter(jobs.into_iter().map(|job| async move {
+        match job {
+            Job::One(slot) => {
+                let (key, envelope) = items[unique[slot]];
+                vec![(slot, budget.decrypt(provider, key, envelope).await)]
+            }
+            Job::Encapsulation(slots) => {
+                open_encapsulation(provider, budget, cache, items, unique, slots).await
+            }
+        }
     }))
     .buffer_unordered(in_flight.max(1));
-    while let Some((slot, result)) = done.next().await {
-        results[slot] = Some(result);
+    while let Some(answers) = done.next().await {
+        for (slot, result) in answers {
+            results[slot] = Some(result);
+        }
     }
     slot_of
         .into_iter()
@@ -151,6 +204,66 @@ pub async fn decrypt_all(
                     message: "no result".into(),
                 })
             })
+        })
+        .collect()
+}
+
+/// The version-2 envelopes `slots` of one key and encapsulation: one secret (from `cache`, or
+/// one provider call under the budget), then each opened locally.
+async fn open_encapsulation(
+    provider: &dyn KeyProvider,
+    budget: &KmsBudget,
+    cache: &SecretCache,
+    items: &[(&KeyEntry, &Envelope)],
+    unique: &[usize],
+    slots: Vec<usize>,
+) -> Vec<(usize, Result<Plaintext, ProviderError>)> {
+    let token = |slot: usize| match items[unique[slot]].1 {
+        Envelope::V2(token) => Some(token),
+        _ => None,
+    };
+    let (key, _) = items[unique[slots[0]]];
+    let Some(first) = token(slots[0]) else {
+        return Vec::new();
+    };
+    let secret = match cache.get(key, first.encapsulation()) {
+        Some(secret) => Ok(secret),
+        None => match budget.decapsulate(provider, key, first).await {
+            Ok(secret) => {
+                let secret = Arc::new(secret);
+                cache.insert(key, first.encapsulation(), secret.clone());
+                Ok(secret)
+            }
+            Err(e) => Err(e),
+        },
+    };
+    slots
+        .into_iter()
+        .map(|slot| {
+            let result = match (&secret, token(slot)) {
+                (Ok(secret), Some(token)) => {
+                    secret
+                        .open(key.id(), token, None)
+                        .map_err(|e| ProviderError::Failed {
+                            key: key.id().clone(),
+                            class: ErrorClass::Permanent,
+                            code: match e {
+                                fle_shared::OpenError::PathRequired => "PathRequired",
+                                _ => "DecryptionFailed",
+                            }
+                            .into(),
+                            message: e.to_string(),
+                        })
+                }
+                (Err(e), _) => Err(e.clone()),
+                (Ok(_), None) => Err(ProviderError::Failed {
+                    key: key.id().clone(),
+                    class: ErrorClass::Permanent,
+                    code: "Internal".into(),
+                    message: "not a version-2 envelope".into(),
+                }),
+            };
+            (slot, result)
         })
         .collect()
 }

@@ -1,4 +1,6 @@
-//! AWS KMS `Decrypt` with `RSAES_OAEP_SHA_256` and the explicit KMS key id of the envelope's key.
+//! AWS KMS `Decrypt` with `RSAES_OAEP_SHA_256` (version-1 envelopes and version-2 data keys) and
+//! `DeriveSharedSecret` with `ECDH` (version-2 `hpke-p256` encapsulations), always with the
+//! explicit KMS key id the keyring configures for the envelope's key.
 
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
@@ -9,11 +11,16 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::SdkConfig;
-use aws_sdk_kms::types::{EncryptionAlgorithmSpec, KeyUsageType};
-use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext, RsaPublicKey};
+use aws_sdk_kms::types::{
+    EncryptionAlgorithmSpec, KeyAgreementAlgorithmSpec, KeySpec, KeyUsageType,
+};
+use fle_shared::{
+    p256_spki_der, Envelope, EnvelopeV2, KeyEntry, KeyId, KeyKind, Keyring, Plaintext, PublicKey,
+    RsaPublicKey, V2Secret,
+};
 use zeroize::Zeroizing;
 
-use crate::provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};
+use crate::provider::{DecapsulateFuture, DecryptFuture, ErrorClass, KeyProvider, ProviderError};
 
 /// Decrypts through AWS KMS. The `KeyId` sent is always the `kms_key_id` the keyring configures
 /// for the envelope's key (never derived from the ciphertext), and the algorithm always
@@ -129,12 +136,13 @@ impl KmsKeyProvider {
     }
 
     /// Fetches the public key of a KMS key (`GetPublicKey`) and checks that it can be used for
-    /// fle: key usage `ENCRYPT_DECRYPT` with `RSAES_OAEP_SHA_256` among its algorithms, RSA of
-    /// 2048 bits or more.
+    /// fle: key usage `ENCRYPT_DECRYPT` with `RSAES_OAEP_SHA_256` among its algorithms (RSA of
+    /// 2048 bits or more: envelope versions 1 and 2), or `KEY_AGREEMENT` with `ECDH` on
+    /// `ECC_NIST_P256` (envelope version 2).
     pub async fn public_key(
         client: &aws_sdk_kms::Client,
         kms_key_id: &str,
-    ) -> Result<RsaPublicKey, KmsSettingsError> {
+    ) -> Result<PublicKey, KmsSettingsError> {
         let out = client
             .get_public_key()
             .key_id(kms_key_id)
@@ -148,24 +156,47 @@ impl KmsKeyProvider {
             key_id: kms_key_id.to_owned(),
             why,
         };
-        if out.key_usage() != Some(&KeyUsageType::EncryptDecrypt) {
-            return Err(refuse(format!(
-                "key usage is {}, not ENCRYPT_DECRYPT",
-                out.key_usage().map_or("unknown", |u| u.as_str())
-            )));
-        }
-        if !out
-            .encryption_algorithms()
-            .contains(&EncryptionAlgorithmSpec::RsaesOaepSha256)
-        {
-            return Err(refuse(
-                "RSAES_OAEP_SHA_256 is not among its algorithms".into(),
-            ));
-        }
         let der = out
             .public_key()
             .ok_or_else(|| refuse("KMS returned no public key".into()))?;
-        RsaPublicKey::from_spki_der(der.as_ref()).map_err(|e| refuse(e.to_string()))
+        match out.key_usage() {
+            Some(KeyUsageType::EncryptDecrypt) => {
+                if !out
+                    .encryption_algorithms()
+                    .contains(&EncryptionAlgorithmSpec::RsaesOaepSha256)
+                {
+                    return Err(refuse(
+                        "RSAES_OAEP_SHA_256 is not among its algorithms".into(),
+                    ));
+                }
+                RsaPublicKey::from_spki_der(der.as_ref())
+                    .map(PublicKey::Rsa)
+                    .map_err(|e| refuse(e.to_string()))
+            }
+            Some(KeyUsageType::KeyAgreement) => {
+                if out.key_spec() != Some(&KeySpec::EccNistP256) {
+                    return Err(refuse(format!(
+                        "a KEY_AGREEMENT key of spec {}: only ECC_NIST_P256 is supported",
+                        out.key_spec().map_or("unknown", |k| k.as_str())
+                    )));
+                }
+                if !out
+                    .key_agreement_algorithms()
+                    .contains(&KeyAgreementAlgorithmSpec::Ecdh)
+                {
+                    return Err(refuse(
+                        "ECDH is not among its key agreement algorithms".into(),
+                    ));
+                }
+                fle_shared::P256PublicKey::from_spki_der(der.as_ref())
+                    .map(PublicKey::P256)
+                    .map_err(|e| refuse(e.to_string()))
+            }
+            other => Err(refuse(format!(
+                "key usage is {}, not ENCRYPT_DECRYPT (RSA) or KEY_AGREEMENT (P-256)",
+                other.map_or("unknown", |u| u.as_str())
+            ))),
+        }
     }
 }
 
@@ -401,6 +432,74 @@ impl KeyProvider for KmsKeyProvider {
                 message: "KMS returned no plaintext".into(),
             })?;
             Ok(Plaintext::from(plaintext.into_inner()))
+        })
+    }
+
+    fn decapsulate<'a>(
+        &'a self,
+        key: &'a KeyEntry,
+        token: &'a EnvelopeV2,
+    ) -> DecapsulateFuture<'a> {
+        Box::pin(async move {
+            let id = key.id();
+            let kms_key_id = key
+                .kms_key_id()
+                .ok_or_else(|| ProviderError::NotConfigured {
+                    key: id.clone(),
+                    what: "no kms_key_id",
+                })?;
+            let permanent = |code: &str, message: String| ProviderError::Failed {
+                key: id.clone(),
+                class: ErrorClass::Permanent,
+                code: code.into(),
+                message,
+            };
+            let empty = || ProviderError::Failed {
+                key: id.clone(),
+                class: ErrorClass::Transient,
+                code: "EmptyResponse".into(),
+                message: "KMS returned no secret".into(),
+            };
+            match (token.kind(), key.public_key()) {
+                (KeyKind::Rsa { .. }, PublicKey::Rsa(_)) => {
+                    let output = self
+                        .client(id)
+                        .decrypt()
+                        .key_id(kms_key_id)
+                        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+                        .ciphertext_blob(Blob::new(token.encapsulation()))
+                        .send()
+                        .await
+                        .map_err(|e| classify(id, &e))?;
+                    let data_key = Zeroizing::new(output.plaintext.ok_or_else(empty)?.into_inner());
+                    V2Secret::from_data_key(&data_key)
+                        .map_err(|e| permanent("DecryptionFailed", e.to_string()))
+                }
+                (KeyKind::P256, PublicKey::P256(recipient)) => {
+                    let enc = token.p256_enc().ok_or_else(|| {
+                        permanent(
+                            "DecryptionFailed",
+                            fle_shared::OpenError::InvalidPoint.to_string(),
+                        )
+                    })?;
+                    let output = self
+                        .client(id)
+                        .derive_shared_secret()
+                        .key_id(kms_key_id)
+                        .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+                        .public_key(Blob::new(p256_spki_der(&enc)))
+                        .send()
+                        .await
+                        .map_err(|e| classify(id, &e))?;
+                    let dh = Zeroizing::new(output.shared_secret.ok_or_else(empty)?.into_inner());
+                    V2Secret::from_p256_dh(&dh, &enc, recipient)
+                        .map_err(|e| permanent("DecryptionFailed", e.to_string()))
+                }
+                _ => Err(permanent(
+                    "UnsupportedEnvelope",
+                    "the envelope's encapsulation does not match the key's type".into(),
+                )),
+            }
         })
     }
 }

@@ -47,6 +47,7 @@
 
 mod budget;
 mod builder;
+mod cache;
 mod config;
 mod document;
 mod engine;
@@ -60,12 +61,13 @@ pub use budget::{
     DEFAULT_RATE_PER_SECOND,
 };
 pub use builder::{BuildError, DecryptorBuilder, DecryptorParts};
+pub use cache::{SecretCache, DEFAULT_SECRET_CACHE_CAPACITY, DEFAULT_SECRET_MAX_AGE};
 pub use config::{DecryptConfig, DecryptConfigError};
 pub use document::{
     Action, Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind,
     ProcessedBytes, Report, UnknownName, MAX_PROBLEMS, REDACTED,
 };
-pub use engine::{decrypt_all, DecryptPolicy, RateLimiter};
+pub use engine::{decrypt_all, decrypt_all_cached, DecryptPolicy, RateLimiter};
 pub use kms::{AssumeRole, KmsConfig, KmsKeyProvider, KmsSettings, KmsSettingsError, SecretSource};
 pub use local::LocalKeyProvider;
-pub use provider::{DecryptFuture, ErrorClass, KeyProvider, ProviderError};
+pub use provider::{DecapsulateFuture, DecryptFuture, ErrorClass, KeyProvider, ProviderError};

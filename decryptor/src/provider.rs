@@ -3,11 +3,15 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use fle_shared::{Envelope, KeyEntry, KeyId, Plaintext};
+use fle_shared::{Envelope, EnvelopeV2, KeyEntry, KeyId, Plaintext, V2Secret};
 
 /// The future a [`KeyProvider`] returns.
 pub type DecryptFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Plaintext, ProviderError>> + Send + 'a>>;
+
+/// The future of [`KeyProvider::decapsulate`].
+pub type DecapsulateFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<V2Secret, ProviderError>> + Send + 'a>>;
 
 /// Something that can open envelopes of configured keys: AWS KMS, or a local private key.
 ///
@@ -16,6 +20,23 @@ pub type DecryptFuture<'a> =
 pub trait KeyProvider: Send + Sync {
     /// Decrypts one envelope of `key`.
     fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a>;
+
+    /// The secret of a version-2 envelope's encapsulation (one private-key operation: KMS
+    /// `Decrypt` of the data key, or `DeriveSharedSecret`), which then opens every value sealed
+    /// under it locally. The default refuses: a provider without it opens version 1 only.
+    fn decapsulate<'a>(
+        &'a self,
+        key: &'a KeyEntry,
+        token: &'a EnvelopeV2,
+    ) -> DecapsulateFuture<'a> {
+        let _ = token;
+        Box::pin(std::future::ready(Err(ProviderError::Failed {
+            key: key.id().clone(),
+            class: ErrorClass::Permanent,
+            code: "UnsupportedEnvelope".into(),
+            message: "this key provider does not open envelope version 2".into(),
+        })))
+    }
 }
 
 /// Whether retrying can help.

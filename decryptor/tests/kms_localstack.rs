@@ -108,6 +108,55 @@ async fn kms_decrypts_what_fle_encrypts_and_classifies_errors() {
         }
     }
 
+    // Envelope version 2 (`rsa-oaep`) under the same KMS keys: one request of values, among
+    // them one far longer than RSA-OAEP carries, costs one KMS Decrypt (of its data key).
+    let v2_ring = Keyring::new(
+        keyring
+            .keys()
+            .iter()
+            .map(|k| k.clone().with_envelope(fle_shared::EnvelopeVersion::V2))
+            .collect(),
+    )
+    .unwrap();
+    let encryptor = FieldEncryptor::new(&v2_ring, backend::default_backend()).unwrap();
+    let mut doc = String::from("[");
+    let values: Vec<String> = vec!["123-45-6789".into(), "Jo \"JJ\"".into(), "x".repeat(65536)];
+    for key in v2_ring.keys() {
+        let mut state = fle_shared::RequestState::new();
+        for v in &values {
+            if doc.len() > 1 {
+                doc.push(',');
+            }
+            doc.push('"');
+            let mut envelope = String::new();
+            encryptor
+                .key(key.id())
+                .unwrap()
+                .encrypt_in(&mut state, "f", v.as_bytes(), &mut envelope)
+                .unwrap();
+            doc.push_str(&envelope);
+            doc.push('"');
+        }
+    }
+    doc.push(']');
+    let budget = std::sync::Arc::new(fle_decryptor::KmsBudget::new(4, 1000.0).unwrap());
+    let decryptor = fle_decryptor::Decryptor::new(v2_ring, std::sync::Arc::new(provider.clone()))
+        .with_budget(budget.clone());
+    let out = decryptor
+        .decrypt(
+            &doc,
+            fle_decryptor::Mode::Json,
+            fle_decryptor::OnError::Fail,
+        )
+        .await
+        .unwrap();
+    let opened: Vec<String> = serde_json::from_str(&out.text).unwrap();
+    assert_eq!(opened.len(), 9);
+    for (i, v) in opened.iter().enumerate() {
+        assert_eq!(v, &values[i % 3]);
+    }
+    assert_eq!(budget.calls(), 3, "one KMS Decrypt per key's encapsulation");
+
     // The edge's output: the reference event's 18 values.
     let edge_keyring = Keyring::new(vec![keyring.get_str("k2048").unwrap().clone()]).unwrap();
     let config = EdgeConfig::from_toml_str(

@@ -236,13 +236,27 @@ impl P256PrivateKey {
     /// request-wide key schedule: the secret that opens every value sealed under it.
     pub fn decapsulate(&self, token: &EnvelopeV2) -> Result<V2Secret, DecryptError> {
         let enc = token.p256_enc().ok_or(OpenError::InvalidPoint)?;
+        let dh = self.diffie_hellman(&enc)?;
+        Ok(V2Secret::from_p256_dh(&dh[..], &enc, &self.public)?)
+    }
+
+    /// Raw ECDH with a peer's SEC 1 point (compressed or not): the 32-byte x-coordinate of
+    /// `sk · P`, what KMS `DeriveSharedSecret` returns for a `KEY_AGREEMENT` key.
+    pub fn diffie_hellman(&self, point: &[u8]) -> Result<Zeroizing<[u8; 32]>, DecryptError> {
         let dh = agreement::agree(
             &self.key,
-            UnparsedPublicKey::new(&ECDH_P256, &enc),
+            UnparsedPublicKey::new(&ECDH_P256, point),
             OpenError::InvalidPoint,
-            |secret| Ok(Zeroizing::new(secret.to_vec())),
+            |secret| {
+                let mut out = Zeroizing::new([0u8; 32]);
+                if secret.len() != 32 {
+                    return Err(OpenError::SharedSecretLength { len: secret.len() });
+                }
+                out.copy_from_slice(secret);
+                Ok(out)
+            },
         )?;
-        Ok(V2Secret::from_p256_dh(&dh, &enc, &self.public)?)
+        Ok(dh)
     }
 
     /// Decrypts a version-2 envelope found under the markers of key `id` (without path binding;

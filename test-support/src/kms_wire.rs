@@ -1,5 +1,7 @@
 //! A small KMS-wire-compatible server of the test suite's own: AWS JSON 1.1 on 127.0.0.1,
-//! `TrentService.Decrypt` (RSAES_OAEP_SHA_256, with local private keys) and
+//! `TrentService.Decrypt` (RSAES_OAEP_SHA_256, with local RSA private keys),
+//! `TrentService.DeriveSharedSecret` (ECDH with local P-256 private keys, returning the raw
+//! shared secret as AWS KMS does: LocalStack 4.7 returns an HKDF of it instead) and
 //! `TrentService.GetPublicKey`, with an injected round-trip latency and scripted faults
 //! (`ThrottlingException`, HTTP 5xx, connection resets). The real `aws-sdk-kms` client talks to
 //! it, so concurrency, latency and retries are tested as they happen against KMS, which
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use fle_shared::OaepPrivateKey;
+use fle_shared::PrivateKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -38,6 +40,8 @@ pub struct Stats {
     pub requests: AtomicUsize,
     /// `Decrypt` calls answered with a plaintext.
     pub decrypted: AtomicUsize,
+    /// `DeriveSharedSecret` calls answered with a shared secret.
+    pub derived: AtomicUsize,
     /// Faults injected.
     pub faults: AtomicUsize,
     /// Requests being served right now.
@@ -47,7 +51,7 @@ pub struct Stats {
 }
 
 struct State {
-    keys: HashMap<String, OaepPrivateKey>,
+    keys: HashMap<String, PrivateKey>,
     latency: Duration,
     faults: Mutex<VecDeque<Fault>>,
     stats: Stats,
@@ -63,10 +67,11 @@ pub struct KmsWire {
 
 impl KmsWire {
     /// Starts a server on a free loopback port, on its own thread and runtime, holding `keys`
-    /// (KMS key id or ARN → private key) and answering each request after `latency`.
-    pub fn start(keys: Vec<(String, OaepPrivateKey)>, latency: Duration) -> KmsWire {
+    /// (KMS key id or ARN → private key, RSA or P-256) and answering each request after
+    /// `latency`.
+    pub fn start<K: Into<PrivateKey>>(keys: Vec<(String, K)>, latency: Duration) -> KmsWire {
         let state = Arc::new(State {
-            keys: keys.into_iter().collect(),
+            keys: keys.into_iter().map(|(id, k)| (id, k.into())).collect(),
             latency,
             faults: Mutex::new(VecDeque::new()),
             stats: Stats::default(),
@@ -218,6 +223,13 @@ fn answer(state: &State, target: &str, body: &[u8]) -> (u16, String) {
     };
     match target {
         "TrentService.Decrypt" => {
+            let PrivateKey::Rsa(key) = key else {
+                return error(
+                    400,
+                    "InvalidKeyUsageException",
+                    "not an ENCRYPT_DECRYPT key",
+                );
+            };
             if request["EncryptionAlgorithm"] != "RSAES_OAEP_SHA_256" {
                 return error(400, "InvalidCiphertextException", "wrong algorithm");
             }
@@ -240,24 +252,66 @@ fn answer(state: &State, target: &str, body: &[u8]) -> (u16, String) {
                 Err(_) => error(400, "InvalidCiphertextException", "decryption failed"),
             }
         }
-        "TrentService.GetPublicKey" => {
-            let der = key.public_key().spki_der();
-            // Key ids ending in "-sign" stand for signing keys, which fle must refuse.
-            let (usage, algorithms) = if key_id.ends_with("-sign") {
-                ("SIGN_VERIFY", serde_json::json!([]))
-            } else {
-                (
-                    "ENCRYPT_DECRYPT",
-                    serde_json::json!(["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]),
-                )
+        "TrentService.DeriveSharedSecret" => {
+            let PrivateKey::P256(key) = key else {
+                return error(400, "InvalidKeyUsageException", "not a KEY_AGREEMENT key");
             };
-            let answer = serde_json::json!({
-                "KeyId": key_id,
-                "KeySpec": format!("RSA_{}", key.public_key().modulus_bits()),
-                "KeyUsage": usage,
-                "EncryptionAlgorithms": algorithms,
-                "PublicKey": b64.encode(der),
-            });
+            if request["KeyAgreementAlgorithm"] != "ECDH" {
+                return error(
+                    400,
+                    "ValidationException",
+                    "KeyAgreementAlgorithm must be ECDH",
+                );
+            }
+            // KMS takes the peer's key as a DER SubjectPublicKeyInfo.
+            let Some(spki) = request["PublicKey"]
+                .as_str()
+                .and_then(|c| b64.decode(c).ok())
+                .filter(|der| der.len() == 91 && der[..26] == fle_shared::P256_SPKI_PREFIX)
+            else {
+                return error(400, "ValidationException", "PublicKey is not a P-256 SPKI");
+            };
+            match key.diffie_hellman(&spki[26..]) {
+                Ok(shared) => {
+                    state.stats.derived.fetch_add(1, Ordering::SeqCst);
+                    let answer = serde_json::json!({
+                        "KeyId": key_id,
+                        "SharedSecret": b64.encode(&shared[..]),
+                        "KeyAgreementAlgorithm": "ECDH",
+                        "KeyOrigin": "AWS_KMS",
+                    });
+                    (200, answer.to_string())
+                }
+                Err(_) => error(400, "ValidationException", "not a point on the curve"),
+            }
+        }
+        "TrentService.GetPublicKey" => {
+            let public = key.public_key();
+            let der = public.spki_der();
+            // Key ids ending in "-sign" stand for signing keys, which fle must refuse.
+            let answer = match (&public, key_id.ends_with("-sign")) {
+                (fle_shared::PublicKey::P256(_), _) => serde_json::json!({
+                    "KeyId": key_id,
+                    "KeySpec": "ECC_NIST_P256",
+                    "KeyUsage": "KEY_AGREEMENT",
+                    "KeyAgreementAlgorithms": ["ECDH"],
+                    "PublicKey": b64.encode(der),
+                }),
+                (_, true) => serde_json::json!({
+                    "KeyId": key_id,
+                    "KeySpec": public.describe().replace('-', "_"),
+                    "KeyUsage": "SIGN_VERIFY",
+                    "EncryptionAlgorithms": [],
+                    "PublicKey": b64.encode(der),
+                }),
+                (_, false) => serde_json::json!({
+                    "KeyId": key_id,
+                    "KeySpec": public.describe().replace('-', "_"),
+                    "KeyUsage": "ENCRYPT_DECRYPT",
+                    "EncryptionAlgorithms": ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"],
+                    "PublicKey": b64.encode(der),
+                }),
+            };
             (200, answer.to_string())
         }
         _ => error(400, "UnknownOperationException", "not implemented here"),

@@ -1,6 +1,6 @@
 //! Step 2 of the flow, decrypting: the envelopes a call wants (collected by the walks over its
-//! sites, in document order), decrypted together through the engine ([`decrypt_all`]: each
-//! distinct envelope once, within the decryptor's [`KmsBudget`](crate::KmsBudget)), and their
+//! sites, in document order), decrypted together through the engine ([`decrypt_all_cached`]: each
+//! distinct envelope once, each version-2 encapsulation once, within the decryptor's [`KmsBudget`](crate::KmsBudget)), and their
 //! results handed back to the rendering pass in the same order.
 
 use fle_shared::ScanItem;
@@ -9,7 +9,7 @@ use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext, RequestState};
 use super::report::Report;
 use super::sites::Rule;
 use super::{Action, Decryptor, OnError};
-use crate::engine::decrypt_all;
+use crate::engine::decrypt_all_cached;
 use crate::provider::ProviderError;
 
 impl Decryptor {
@@ -18,7 +18,14 @@ impl Decryptor {
         let wanted = std::mem::take(&mut work.wanted);
         let refs: Vec<(&KeyEntry, &Envelope)> = wanted.iter().map(|(k, e)| (*k, e)).collect();
         let in_flight = self.in_flight.unwrap_or(self.budget.concurrency());
-        let results = decrypt_all(&*self.provider, &self.budget, in_flight, &refs).await;
+        let results = decrypt_all_cached(
+            &*self.provider,
+            &self.budget,
+            in_flight,
+            &self.secrets,
+            &refs,
+        )
+        .await;
         drop(refs);
         drop(wanted);
         work.results = results.into_iter().map(Some).collect();

@@ -27,6 +27,7 @@ use fle_shared::{KeyEncryptor, Keyring};
 use zeroize::Zeroizing;
 
 use crate::budget::KmsBudget;
+use crate::cache::SecretCache;
 use crate::engine::{DecryptPolicy, RateLimiter};
 use crate::provider::KeyProvider;
 
@@ -150,6 +151,8 @@ pub struct Decryptor {
     in_flight: Option<usize>,
     fields: Option<Arc<[FieldSelector]>>,
     member_names: bool,
+    /// Version-2 encapsulation secrets, shared by this decryptor's clones.
+    secrets: Arc<SecretCache>,
 }
 
 impl fmt::Debug for Decryptor {
@@ -160,6 +163,7 @@ impl fmt::Debug for Decryptor {
             .field("in_flight", &self.in_flight)
             .field("fields", &self.fields)
             .field("member_names", &self.member_names)
+            .field("secrets", &self.secrets)
             .finish_non_exhaustive()
     }
 }
@@ -175,7 +179,23 @@ impl Decryptor {
             in_flight: None,
             fields: None,
             member_names: false,
+            secrets: Arc::new(SecretCache::default()),
         }
+    }
+
+    /// Keeps the secrets of version-2 encapsulations in `cache` (the default: a cache of
+    /// [`DEFAULT_SECRET_CACHE_CAPACITY`](crate::DEFAULT_SECRET_CACHE_CAPACITY) secrets, each
+    /// used for [`DEFAULT_SECRET_MAX_AGE`](crate::DEFAULT_SECRET_MAX_AGE)). A cache answers
+    /// without asking the key provider: share one only between decryptors of the same
+    /// provider and credentials.
+    pub fn with_secret_cache(mut self, cache: Arc<SecretCache>) -> Self {
+        self.secrets = cache;
+        self
+    }
+
+    /// The cache of version-2 encapsulation secrets (its counters included).
+    pub fn secret_cache(&self) -> &Arc<SecretCache> {
+        &self.secrets
     }
 
     /// Makes every provider call through `budget` (concurrency permit, rate token, retries),

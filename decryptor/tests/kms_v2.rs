@@ -1,0 +1,178 @@
+//! Envelope version 2 through KMS, with the real aws-sdk-kms client against the test suite's
+//! KMS-wire server: `DeriveSharedSecret` (raw ECDH, as AWS KMS answers it) for P-256
+//! `KEY_AGREEMENT` keys and `Decrypt` of the data key for RSA keys. One KMS call per distinct
+//! encapsulation, whatever the number of values; none for an encapsulation already in the
+//! decryptor's cache; nothing partially decrypted when a value does not open.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fle_decryptor::{
+    Decryptor, DocumentError, KmsKeyProvider, Mode, OnError, ProblemKind, RateLimiter, SecretCache,
+};
+use fle_shared::{
+    backend, EnvelopeVersion, FieldEncryptor, KeyEntry, Keyring, P256PrivateKey, PrivateKey,
+    PublicKey, RequestState,
+};
+use fle_test_support::kms_wire::KmsWire;
+use fle_test_support::localstack::kms_client_for;
+
+const P256_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/p256-agreement";
+const RSA_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/rsa-v2";
+
+fn p256_private() -> P256PrivateKey {
+    let pem =
+        std::fs::read_to_string(fle_test_support::root().join("keys/demo-02.key.pem")).unwrap();
+    P256PrivateKey::from_pem(&pem).unwrap()
+}
+
+/// The keyring entry of `private` (key id `02`) with `arn`, writing version 2.
+fn keyring(private: &PrivateKey, arn: &str) -> Keyring {
+    let entry = KeyEntry::new("02".parse().unwrap(), private.public_key())
+        .with_kms_key_id(arn)
+        .with_envelope(EnvelopeVersion::V2);
+    Keyring::new(vec![entry]).unwrap()
+}
+
+/// A JSON array of `n` values ("value-0", ...) sealed as `requests` requests, round robin.
+fn document(keyring: &Keyring, n: usize, requests: usize) -> String {
+    let encryptor = FieldEncryptor::new(keyring, backend::default_backend()).unwrap();
+    let key = encryptor.key_str("02").unwrap();
+    let mut states: Vec<RequestState> = (0..requests).map(|_| RequestState::new()).collect();
+    let mut doc = String::from("[");
+    for i in 0..n {
+        if i > 0 {
+            doc.push(',');
+        }
+        doc.push('"');
+        key.encrypt_in(
+            &mut states[i % requests],
+            "v",
+            format!("value-{i}").as_bytes(),
+            &mut doc,
+        )
+        .unwrap();
+        doc.push('"');
+    }
+    doc.push(']');
+    doc
+}
+
+fn decryptor(wire: &KmsWire, keyring: Keyring) -> Decryptor {
+    let provider = KmsKeyProvider::new(kms_client_for(&wire.endpoint));
+    Decryptor::new(keyring, Arc::new(provider))
+        .with_limiter(Arc::new(RateLimiter::new(10_000.0, 10_000)))
+}
+
+fn keys() -> Vec<(&'static str, PrivateKey)> {
+    vec![
+        (P256_ARN, PrivateKey::P256(p256_private())),
+        (
+            RSA_ARN,
+            PrivateKey::Rsa(fle_test_support::demo_private_key()),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_values_of_one_request_cost_one_kms_call() {
+    for (arn, private) in keys() {
+        let ring = keyring(&private, arn);
+        let wire = KmsWire::start(vec![(arn.to_owned(), private)], Duration::from_millis(20));
+        let d = decryptor(&wire, ring.clone());
+        let doc = document(&ring, 60, 1);
+        let out = d.decrypt(&doc, Mode::Json, OnError::Fail).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(v[0], "value-0");
+        assert_eq!(v[59], "value-59");
+        assert_eq!(out.report.decrypted, 60);
+        let stats = wire.stats();
+        assert_eq!(stats.requests.load(Ordering::SeqCst), 1, "{arn}");
+        let (derived, decrypted) = (
+            stats.derived.load(Ordering::SeqCst),
+            stats.decrypted.load(Ordering::SeqCst),
+        );
+        if arn == P256_ARN {
+            assert_eq!((derived, decrypted), (1, 0));
+        } else {
+            assert_eq!((derived, decrypted), (0, 1));
+        }
+        // The same document again: its encapsulation is cached, no KMS call.
+        let again = d.decrypt(&doc, Mode::Json, OnError::Fail).await.unwrap();
+        assert_eq!(again.text, out.text);
+        assert_eq!(stats.requests.load(Ordering::SeqCst), 1);
+        assert_eq!(d.secret_cache().hits(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_call_per_encapsulation_and_none_with_a_warm_shared_cache() {
+    let private = PrivateKey::P256(p256_private());
+    let ring = keyring(&private, P256_ARN);
+    let wire = KmsWire::start(
+        vec![(P256_ARN.to_owned(), private)],
+        Duration::from_millis(5),
+    );
+    let doc = document(&ring, 30, 3);
+    let cache = Arc::new(SecretCache::new(16, Duration::from_secs(60)));
+    let d = decryptor(&wire, ring.clone()).with_secret_cache(cache.clone());
+    d.decrypt(&doc, Mode::Json, OnError::Fail).await.unwrap();
+    assert_eq!(wire.stats().derived.load(Ordering::SeqCst), 3);
+    assert_eq!(cache.len(), 3);
+    // Another decryptor sharing the cache (same provider settings) needs no call.
+    let other = decryptor(&wire, ring).with_secret_cache(cache);
+    other
+        .decrypt(&doc, Mode::Json, OnError::Fail)
+        .await
+        .unwrap();
+    assert_eq!(wire.stats().derived.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_value_fails_alone_and_releases_nothing() {
+    let private = PrivateKey::P256(p256_private());
+    let ring = keyring(&private, P256_ARN);
+    let wire = KmsWire::start(
+        vec![(P256_ARN.to_owned(), private)],
+        Duration::from_millis(1),
+    );
+    let d = decryptor(&wire, ring.clone());
+    let doc = document(&ring, 3, 1);
+    // Flip one base64 character inside the second value's ciphertext (near its end).
+    let second_end = doc.match_indices("#20#").nth(1).unwrap().0;
+    let mut bytes = doc.into_bytes();
+    let at = second_end - 10;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let doc = String::from_utf8(bytes).unwrap();
+    let err = d
+        .decrypt(&doc, Mode::Json, OnError::Fail)
+        .await
+        .unwrap_err();
+    let DocumentError::Envelope(problem) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(&problem.kind, ProblemKind::Provider(e) if e.to_string().contains("does not authenticate")),
+        "{problem:?}"
+    );
+    assert_eq!(problem.field.as_deref(), Some("$[1]"));
+    let out = d.decrypt(&doc, Mode::Json, OnError::Redact).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+    assert_eq!(v[0], "value-0");
+    assert_eq!(v[1], "[redacted]");
+    assert_eq!(v[2], "value-2");
+    assert!(!out.text.contains("value-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_public_key_takes_p256_key_agreement_keys() {
+    let wire = KmsWire::start(
+        vec![(P256_ARN.to_owned(), PrivateKey::P256(p256_private()))],
+        Duration::ZERO,
+    );
+    let client = kms_client_for(&wire.endpoint);
+    let public = KmsKeyProvider::public_key(&client, P256_ARN).await.unwrap();
+    assert!(matches!(public, PublicKey::P256(_)));
+    assert_eq!(public, p256_private().public_key().clone());
+}
