@@ -11,6 +11,11 @@
 //! long-lived processes timing their own loops (`iter_custom`); every peer's output is decrypted
 //! with the demo key before timing. Also: the package's cold start and zip size.
 //!
+//! Envelope version 2 (`edge_event_3x6_v2`): the same event natively with `rsa-oaep` (demo RSA
+//! key, `envelope = "v2"`) and `hpke-p256` (demo P-256 key), next to their physical floors in
+//! the same run: one RSA-2048 OAEP encryption, and one P-256 key generation plus one ECDH
+//! (aws-lc-rs); and the Lambda@Edge package with each, next to its version-1 run above.
+//!
 //! Needs `node`, and Python with pycryptodome (`FLE_PYTHON`, which the test command sets up in
 //! `target/test-env/venv`). Run: `cargo bench --bench edge_event`.
 
@@ -34,6 +39,55 @@ fn config_text() -> String {
         "[[keys]]\nid = \"01\"\npublic_key = {:?}\n{CONFIG}",
         root().join("keys/demo-01.pub.pem").to_str().unwrap()
     )
+}
+
+/// The configuration with key 01 writing version 2: the demo RSA key with `envelope = "v2"`
+/// (`rsa`), or the demo P-256 key.
+fn config_text_v2(rsa: bool) -> String {
+    let (file, extra) = if rsa {
+        ("keys/demo-01.pub.pem", "envelope = \"v2\"\n")
+    } else {
+        ("keys/demo-02.pub.pem", "")
+    };
+    format!(
+        "[[keys]]\nid = \"01\"\npublic_key = {:?}\n{extra}{CONFIG}",
+        root().join(file).to_str().unwrap()
+    )
+}
+
+/// Opens every envelope of a forwarded body with the private key of `file` (as key 01): the
+/// 18 values of the fixture, all version 2, one encapsulation.
+fn check_output_v2(name: &str, result: &str, file: &str) {
+    let request: Value =
+        serde_json::from_str(result).unwrap_or_else(|e| panic!("{name}: {e}: {result}"));
+    let body = request["body"]["data"].as_str().unwrap();
+    let private =
+        fle_shared::PrivateKey::from_pem(&std::fs::read_to_string(root().join(file)).unwrap())
+            .unwrap();
+    let keyring = fle_shared::Keyring::new(vec![fle_shared::KeyEntry::new(
+        "01".parse().unwrap(),
+        private.public_key(),
+    )])
+    .unwrap();
+    let mut encaps = std::collections::HashSet::new();
+    let values: Vec<String> = keyring
+        .scanner()
+        .scan_str(body)
+        .map(|item| match item {
+            fle_shared::ScanItem::Envelope(f) => {
+                let fle_shared::Envelope::V2(token) = &f.envelope else {
+                    panic!("{name}: not version 2")
+                };
+                encaps.insert(token.encapsulation().to_vec());
+                let plain = private.decrypt_envelope(f.key, &f.envelope).unwrap();
+                plain.as_str().unwrap().to_owned()
+            }
+            fle_shared::ScanItem::Malformed(m) => panic!("{name}: {m:?}"),
+        })
+        .collect();
+    assert_eq!(values.len(), 18, "{name}");
+    assert_eq!(values[3], "123-45-6789", "{name}");
+    assert_eq!(encaps.len(), 1, "{name}: one encapsulation per request");
 }
 
 /// A peer process speaking the loop protocol of benches/peers/reference_edge.py.
@@ -163,6 +217,83 @@ fn edge_event(c: &mut Criterion) {
     group.bench_function("fle_lambda_edge_package_wasm_rsa", |b| {
         b.iter_custom(|n| package_wasm_rsa.run(n))
     });
+    group.finish();
+    drop((reference, plain_node, package_wasm_rsa));
+
+    // Envelope version 2, with its floors in the same group.
+    let mut group = c.benchmark_group("edge_event_3x6_v2");
+    {
+        use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
+        use aws_lc_rs::rand::SystemRandom;
+        let rng = SystemRandom::new();
+        let recipient = EphemeralPrivateKey::generate(&ECDH_P256, &rng).unwrap();
+        let recipient = recipient.compute_public_key().unwrap().as_ref().to_vec();
+        group.bench_function("floor_p256_keygen_plus_ecdh_aws-lc-rs", |b| {
+            b.iter(|| {
+                let ephemeral = EphemeralPrivateKey::generate(&ECDH_P256, &rng).unwrap();
+                let public = ephemeral.compute_public_key().unwrap();
+                let peer = UnparsedPublicKey::new(&ECDH_P256, &recipient);
+                let dh = agreement::agree_ephemeral(ephemeral, peer, (), |s| {
+                    let mut out = [0u8; 32];
+                    out.copy_from_slice(s);
+                    Ok(out)
+                })
+                .unwrap();
+                (public, dh)
+            })
+        });
+        let public =
+            fle_shared::RsaPublicKey::from_pem(fle_shared::demo::DEMO_PUBLIC_KEY_PEM).unwrap();
+        let key = backend::default_backend().encryption_key(&public).unwrap();
+        group.bench_function("floor_rsa2048_oaep_encrypt_aws-lc-rs", |b| {
+            let mut out = [0u8; 256];
+            b.iter(|| key.encrypt(&[7u8; 32], &mut out).unwrap())
+        });
+    }
+    for (rsa, label, private) in [
+        (true, "rsa-oaep", "keys/demo-01.key.pem"),
+        (false, "hpke-p256", "keys/demo-02.key.pem"),
+    ] {
+        let edge = EdgeEncryptor::from_toml_str(
+            &config_text_v2(rsa),
+            Path::new("/"),
+            backend::default_backend(),
+        )
+        .unwrap();
+        check_output_v2(
+            label,
+            &serde_json::to_string(
+                &edge
+                    .handle_event(&serde_json::from_str(&event_text).unwrap())
+                    .into_value(),
+            )
+            .unwrap(),
+            private,
+        );
+        group.bench_function(format!("fle_native_{label}_aws-lc-rs"), |b| {
+            b.iter(|| {
+                let event: Value = serde_json::from_str(&event_text).unwrap();
+                serde_json::to_string(&edge.handle_event(&event).into_value()).unwrap()
+            })
+        });
+    }
+    group.bench_function("fle_lambda_edge_package_node_v1", |b| {
+        b.iter_custom(|n| package_node.run(n))
+    });
+    drop(package_node);
+    for (rsa, label, private) in [
+        (true, "rsa-oaep", "keys/demo-01.key.pem"),
+        (false, "hpke-p256", "keys/demo-02.key.pem"),
+    ] {
+        let dir = work.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (package, _, _) = build_lambda_edge_package(&dir, &config_text_v2(rsa));
+        let mut peer = Peer::spawn(node_peer("lambda_edge.mjs", &package, "1"));
+        check_output_v2(label, &peer.ask("check"), private);
+        group.bench_function(format!("fle_lambda_edge_package_node_{label}"), |b| {
+            b.iter_custom(|n| peer.run(n))
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("lambda_edge_cold_start");

@@ -141,3 +141,54 @@ fn lambda_edge_package_under_node() {
             .contains("marker_injection"));
     }
 }
+
+#[test]
+fn lambda_edge_package_writes_version_2() {
+    require!(Tool::Node);
+    let reference: Value =
+        serde_json::from_str(&read(&fixture("events/reference-3x6.json"))).unwrap();
+    for (public, private, extra) in [
+        ("keys/demo-02.pub.pem", "keys/demo-02.key.pem", ""),
+        (
+            "keys/demo-01.pub.pem",
+            "keys/demo-01.key.pem",
+            "envelope = \"v2\"\n",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[[keys]]\nid = \"01\"\npublic_key = {:?}\n{extra}\
+             [edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\"]\n",
+            root().join(public).to_str().unwrap(),
+        );
+        let (package, _, _) = build_lambda_edge_package(dir.path(), &config);
+        // The bundled configuration keeps the key's envelope version.
+        assert!(read(&package.join("fle.toml")).contains("envelope = \"v2\""));
+        let private = fle_shared::PrivateKey::from_pem(&read(&root().join(private))).unwrap();
+        let keyring = Keyring::from_toml_file(package.join("fle.toml")).unwrap();
+        for host_rsa in [true, false] {
+            let (_, results, _) =
+                run_lambda_edge(&package, std::slice::from_ref(&reference), host_rsa);
+            let body = results[0]["body"]["data"].as_str().unwrap();
+            let mut encaps = std::collections::HashSet::new();
+            let values: Vec<String> = keyring
+                .scanner()
+                .scan_str(body)
+                .map(|item| match item {
+                    fle_shared::ScanItem::Envelope(f) => {
+                        let fle_shared::Envelope::V2(token) = &f.envelope else {
+                            panic!("not version 2")
+                        };
+                        encaps.insert(token.encapsulation().to_vec());
+                        let plain = private.decrypt_envelope(f.key, &f.envelope).unwrap();
+                        plain.as_str().unwrap().to_owned()
+                    }
+                    fle_shared::ScanItem::Malformed(m) => panic!("{m:?}"),
+                })
+                .collect();
+            assert_eq!(values.len(), 18, "{public}");
+            assert_eq!(values[3], "123-45-6789");
+            assert_eq!(encaps.len(), 1, "one encapsulation for the request");
+        }
+    }
+}

@@ -97,6 +97,7 @@ pub fn bundle_config_text(path: &Path) -> Result<String, BundleError> {
             entry.insert("prefix".into(), k.markers().prefix.as_str().into());
             entry.insert("suffix".into(), k.markers().suffix.as_str().into());
             entry.insert("public_key_pem".into(), k.public_key().to_pem().into());
+            entry.insert("envelope".into(), k.envelope().to_string().into());
             toml::Value::Table(entry)
         })
         .collect();
