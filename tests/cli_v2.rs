@@ -237,3 +237,75 @@ fn decrypt_through_kms_derive_shared_secret_with_one_call() {
         "GetPublicKey + DeriveSharedSecret"
     );
 }
+
+#[test]
+fn bound_values_open_only_in_their_own_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |extra: &str, key: &str| {
+        format!(
+            "[[keys]]\nid = \"01\"\npublic_key = {:?}\n{extra}\
+             [edge]\nkey = \"01\"\nfields = [\"ssn\", \"email\"]\nbind_paths = true\n",
+            root().join(key).to_str().unwrap()
+        )
+    };
+    let path = dir.path().join("fle.toml");
+    std::fs::write(&path, config("", "keys/demo-02.pub.pem")).unwrap();
+    let body = r#"{"ssn":"123-45-6789","email":"jo@example.com"}"#;
+    let encrypted = ok(run_fle(
+        dir.path(),
+        &["encrypt", "--config", "fle.toml"],
+        body,
+    ));
+    let key = root().join("keys/demo-02.key.pem");
+    let key = key.to_str().unwrap();
+    // With the same fields, each value opens in its own field.
+    let clear = ok(fle(
+        &["decrypt", "--private-key", key, "--fields", "ssn,email"],
+        &encrypted,
+    ));
+    assert_eq!(clear, body);
+    // Swapped into each other's field: neither opens, nothing is released.
+    let doc: serde_json::Value = serde_json::from_str(&encrypted).unwrap();
+    let swapped = serde_json::json!({"ssn": doc["email"], "email": doc["ssn"]}).to_string();
+    let out = fle(
+        &["decrypt", "--private-key", key, "--fields", "ssn,email"],
+        &swapped,
+    );
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("6789") && !stdout.contains("jo@"),
+        "{stdout}"
+    );
+    // A schema-blind decryptor cannot tell the field: refused, fail closed.
+    let out = fle(&["decrypt", "--private-key", key], &encrypted);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PathRequired"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A key writing version 1 cannot bind: refused when the configuration loads.
+    std::fs::write(&path, config("", "keys/demo-01.pub.pem")).unwrap();
+    let out = run_fle(dir.path(), &["encrypt", "--config", "fle.toml"], body);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("envelope version 1"));
+    std::fs::write(&path, config("envelope = \"v2\"\n", "keys/demo-01.pub.pem")).unwrap();
+    let encrypted = ok(run_fle(
+        dir.path(),
+        &["encrypt", "--config", "fle.toml"],
+        body,
+    ));
+    let key = root().join("keys/demo-01.key.pem");
+    let clear = ok(fle(
+        &[
+            "decrypt",
+            "--private-key",
+            key.to_str().unwrap(),
+            "--fields",
+            "ssn,email",
+        ],
+        &encrypted,
+    ));
+    assert_eq!(clear, body);
+}

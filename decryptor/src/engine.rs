@@ -120,7 +120,9 @@ pub async fn decrypt_all(
     items: &[(&KeyEntry, &Envelope)],
 ) -> Vec<Result<Plaintext, ProviderError>> {
     let cache = SecretCache::new(items.len(), Duration::MAX);
-    decrypt_all_cached(provider, budget, in_flight, &cache, items).await
+    let items: Vec<(&KeyEntry, &Envelope, Option<&[u8]>)> =
+        items.iter().map(|&(k, e)| (k, e, None)).collect();
+    decrypt_all_cached(provider, budget, in_flight, &cache, &items).await
 }
 
 /// What one unit of the engine's work is: a version-1 envelope, or the version-2 envelopes of
@@ -132,20 +134,22 @@ enum Job {
 
 /// [`decrypt_all`] with the secrets of version-2 encapsulations taken from, and kept in,
 /// `cache`: a document whose request's encapsulation was opened before costs no provider call.
+/// Each item carries the path a path-bound version-2 envelope needs (`docs/ENVELOPE.md`
+/// section 5.3; ignored for others): without one, such an envelope fails with `PathRequired`.
 pub async fn decrypt_all_cached(
     provider: &dyn KeyProvider,
     budget: &KmsBudget,
     in_flight: usize,
     cache: &SecretCache,
-    items: &[(&KeyEntry, &Envelope)],
+    items: &[(&KeyEntry, &Envelope, Option<&[u8]>)],
 ) -> Vec<Result<Plaintext, ProviderError>> {
-    // Deduplicate by key and envelope.
+    // Deduplicate by key, envelope and path.
     let mut unique: Vec<usize> = Vec::new();
     let mut slot_of: Vec<usize> = Vec::with_capacity(items.len());
-    let mut seen: HashMap<(&str, &Envelope), usize> = HashMap::new();
-    for (i, (key, envelope)) in items.iter().enumerate() {
+    let mut seen: HashMap<(&str, &Envelope, Option<&[u8]>), usize> = HashMap::new();
+    for (i, (key, envelope, path)) in items.iter().enumerate() {
         let slot = *seen
-            .entry((key.id().as_str(), *envelope))
+            .entry((key.id().as_str(), *envelope, *path))
             .or_insert_with(|| {
                 unique.push(i);
                 unique.len() - 1
@@ -156,7 +160,7 @@ pub async fn decrypt_all_cached(
     let mut jobs: Vec<Job> = Vec::new();
     let mut groups: HashMap<(&str, &[u8]), usize> = HashMap::new();
     for (slot, &i) in unique.iter().enumerate() {
-        let (key, envelope) = items[i];
+        let (key, envelope, _) = items[i];
         match envelope {
             Envelope::V2(token) => {
                 let job = *groups
@@ -177,7 +181,7 @@ pub async fn decrypt_all_cached(
     let mut done = stream::iter(jobs.into_iter().map(|job| async move {
         match job {
             Job::One(slot) => {
-                let (key, envelope) = items[unique[slot]];
+                let (key, envelope, _) = items[unique[slot]];
                 vec![(slot, budget.decrypt(provider, key, envelope).await)]
             }
             Job::Encapsulation(slots) => {
@@ -194,7 +198,7 @@ pub async fn decrypt_all_cached(
     slot_of
         .into_iter()
         .zip(items)
-        .map(|(slot, (key, _))| {
+        .map(|(slot, (key, _, _))| {
             // Every slot is filled before the stream ends; no panic path all the same.
             results[slot].clone().unwrap_or_else(|| {
                 Err(ProviderError::Failed {
@@ -214,7 +218,7 @@ async fn open_encapsulation(
     provider: &dyn KeyProvider,
     budget: &KmsBudget,
     cache: &SecretCache,
-    items: &[(&KeyEntry, &Envelope)],
+    items: &[(&KeyEntry, &Envelope, Option<&[u8]>)],
     unique: &[usize],
     slots: Vec<usize>,
 ) -> Vec<(usize, Result<Plaintext, ProviderError>)> {
@@ -222,7 +226,7 @@ async fn open_encapsulation(
         Envelope::V2(token) => Some(token),
         _ => None,
     };
-    let (key, _) = items[unique[slots[0]]];
+    let (key, _, _) = items[unique[slots[0]]];
     let Some(first) = token(slots[0]) else {
         return Vec::new();
     };
@@ -241,20 +245,18 @@ async fn open_encapsulation(
         .into_iter()
         .map(|slot| {
             let result = match (&secret, token(slot)) {
-                (Ok(secret), Some(token)) => {
-                    secret
-                        .open(key.id(), token, None)
-                        .map_err(|e| ProviderError::Failed {
-                            key: key.id().clone(),
-                            class: ErrorClass::Permanent,
-                            code: match e {
-                                fle_shared::OpenError::PathRequired => "PathRequired",
-                                _ => "DecryptionFailed",
-                            }
-                            .into(),
-                            message: e.to_string(),
-                        })
-                }
+                (Ok(secret), Some(token)) => secret
+                    .open(key.id(), token, items[unique[slot]].2)
+                    .map_err(|e| ProviderError::Failed {
+                        key: key.id().clone(),
+                        class: ErrorClass::Permanent,
+                        code: match e {
+                            fle_shared::OpenError::PathRequired => "PathRequired",
+                            _ => "DecryptionFailed",
+                        }
+                        .into(),
+                        message: e.to_string(),
+                    }),
                 (Err(e), _) => Err(e.clone()),
                 (Ok(_), None) => Err(ProviderError::Failed {
                     key: key.id().clone(),

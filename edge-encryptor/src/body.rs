@@ -18,6 +18,13 @@ pub use fle_shared::body::{JSON_VALUE_TAG, MAX_DEPTH};
 /// U+2060 WORD JOINER: inserted after a prefix's first character to neutralise it.
 pub const NEUTRALISER: char = '\u{2060}';
 
+/// A field a rule selected: its key, and the name its values are bound to (with `bind_paths`).
+#[derive(Clone, Copy)]
+pub(crate) struct Field<'e> {
+    pub key: &'e KeyEncryptor,
+    pub bound: Option<&'e str>,
+}
+
 /// The field rules with their keys resolved, plus the policies the rewriters apply.
 pub(crate) struct Rules<'e> {
     pub fields: Vec<(&'e FieldSelector, &'e KeyEncryptor)>,
@@ -27,6 +34,8 @@ pub(crate) struct Rules<'e> {
     pub retired: &'e [String],
     pub max_values: usize,
     pub max_body: usize,
+    /// With `bind_paths`: each rule's name, bound into its values' envelopes.
+    pub bound_names: Option<&'e [String]>,
     /// The body's version-2 encapsulations: one per key, made at its first value.
     pub state: RefCell<RequestState>,
 }
@@ -38,7 +47,7 @@ impl<'e> Rules<'e> {
 
     /// The key for the JSON value at `path` if a rule selects it; an error if an origin would
     /// read it as a configured field that the name-matching mode does not select.
-    pub fn select_json(&self, path: &[Seg<'_>]) -> Result<Option<&'e KeyEncryptor>, BodyError> {
+    pub fn select_json(&self, path: &[Seg<'_>]) -> Result<Option<Field<'e>>, BodyError> {
         self.verdict(
             names::classify_json(self.selectors(), self.names, path),
             path,
@@ -50,20 +59,22 @@ impl<'e> Rules<'e> {
         &self,
         name: &str,
         path: &[Seg<'_>],
-    ) -> Result<Option<&'e KeyEncryptor>, BodyError> {
+    ) -> Result<Option<Field<'e>>, BodyError> {
         self.verdict(
             names::classify_form(self.selectors(), self.names, name),
             path,
         )
     }
 
-    fn verdict(
-        &self,
-        verdict: Verdict,
-        path: &[Seg<'_>],
-    ) -> Result<Option<&'e KeyEncryptor>, BodyError> {
+    fn verdict(&self, verdict: Verdict, path: &[Seg<'_>]) -> Result<Option<Field<'e>>, BodyError> {
         match verdict {
-            Verdict::Select(n) => Ok(self.fields.get(n).map(|(_, key)| *key)),
+            Verdict::Select(n) => Ok(self.fields.get(n).map(|(_, key)| Field {
+                key,
+                bound: self
+                    .bound_names
+                    .and_then(|names| names.get(n))
+                    .map(String::as_str),
+            })),
             Verdict::Ambiguous => Err(BodyError::AmbiguousName {
                 field: render_path(path),
             }),
@@ -141,7 +152,7 @@ impl<'e> Rules<'e> {
     /// reached or the body already written is over the limit (the result can only be longer).
     pub fn encrypt(
         &self,
-        key: &KeyEncryptor,
+        field: Field<'_>,
         plaintext: &[u8],
         path: &[Seg<'_>],
         out: &mut String,
@@ -154,13 +165,13 @@ impl<'e> Rules<'e> {
             });
         }
         self.before_encrypt(written, done)?;
-        self.encrypt_field(key, plaintext, path, out)
+        self.encrypt_field(field, plaintext, path, out)
     }
 
     /// [`Rules::encrypt`] for a JSON value's tagged plaintext (which starts with the tag).
     pub fn encrypt_tagged(
         &self,
-        key: &KeyEncryptor,
+        field: Field<'_>,
         tagged: &[u8],
         path: &[Seg<'_>],
         out: &mut String,
@@ -168,19 +179,22 @@ impl<'e> Rules<'e> {
         done: usize,
     ) -> Result<(), BodyError> {
         self.before_encrypt(written, done)?;
-        self.encrypt_field(key, tagged, path, out)
+        self.encrypt_field(field, tagged, path, out)
     }
 
     /// Encrypts `plaintext` for the field at `path` and appends the bare envelope to `out`.
     fn encrypt_field(
         &self,
-        key: &KeyEncryptor,
+        field: Field<'_>,
         plaintext: &[u8],
         path: &[Seg<'_>],
         out: &mut String,
     ) -> Result<(), BodyError> {
         let mut state = self.state.borrow_mut();
-        key.encrypt_in(&mut state, "", plaintext, out)
+        let bound = field.bound.map(str::as_bytes);
+        field
+            .key
+            .encrypt_bound_in(&mut state, "", plaintext, bound, out)
             .map_err(|e| match e {
                 EncryptError::PlaintextTooLong { len, limit, .. } => BodyError::TooLong {
                     field: render_path(path),

@@ -32,7 +32,14 @@
 //! retired_markers = ["#00#"]                   # prefixes of keys no longer held: always refused
 //! max_body_bytes = 1000000                     # largest body forwarded after encryption (CloudFront: 1 MB)
 //! max_encrypted_values = 1000                  # most values encrypted in one request
+//! bind_paths = false                           # true: bind each value to its field (envelope v2 keys only)
 //! ```
+//!
+//! With `bind_paths = true` every value is sealed with its field's name in the associated data
+//! (`docs/ENVELOPE.md` section 5.3: the configured field as written in `fields`, e.g. `ssn` or
+//! `$['card']['number']`), so an envelope copied into another field does not open there. Every
+//! field's key must write envelope version 2 (a P-256 key, or `envelope = "v2"`); decryptors
+//! open such values only with the same `fields` (`[decrypt] fields`, `--fields`).
 //!
 //! Requests whose method or URI is not listed pass through untouched: no field rule applies.
 //!
@@ -172,6 +179,8 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// Most values encrypted in one request.
     pub max_encrypted_values: usize,
+    /// Whether each value is bound to its field's name (envelope version 2 only).
+    pub bind_paths: bool,
 }
 
 /// Default cap on values encrypted per request: more than a 1 MB body of RSA-2048 envelopes
@@ -379,6 +388,8 @@ struct EdgeSpec {
     retired_markers: Vec<String>,
     max_body_bytes: Option<usize>,
     max_encrypted_values: Option<usize>,
+    #[serde(default)]
+    bind_paths: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -534,6 +545,12 @@ impl EdgeConfigBuilder {
         self
     }
 
+    /// Binds each value to its field's name (`bind_paths`; envelope version 2 keys only).
+    pub fn bind_paths(mut self, on: bool) -> Self {
+        self.spec.bind_paths = on;
+        self
+    }
+
     /// Checks the configuration as a TOML `[edge]` table is checked.
     pub fn build(self) -> Result<EdgeConfig, ConfigError> {
         self.spec.validate()
@@ -633,6 +650,7 @@ impl EdgeSpec {
             retired_markers: self.retired_markers,
             max_body_bytes,
             max_encrypted_values,
+            bind_paths: self.bind_paths,
         })
     }
 }
@@ -677,6 +695,17 @@ pub enum ConfigError {
     /// A field with no key and no default key.
     #[error("field {0} has no key: set [edge] key, or key = \"...\" on the field")]
     NoKey(String),
+    /// `bind_paths` with a field whose key writes envelope version 1, which cannot bind.
+    #[error(
+        "bind_paths: field {field} uses key {key}, which writes envelope version 1; give the key \
+         envelope = \"v2\" (or a P-256 key)"
+    )]
+    BindNeedsV2 {
+        /// The field.
+        field: String,
+        /// The key.
+        key: KeyId,
+    },
     /// A key the keyring does not have.
     #[error("field {field} uses key {key}, which is not in the keyring")]
     UnknownKey {

@@ -10,10 +10,9 @@ use std::borrow::Cow;
 
 use fle_shared::body::json::{self, Selected, StringToken, Visitor};
 use fle_shared::body::Seg;
-use fle_shared::KeyEncryptor;
 use zeroize::Zeroizing;
 
-use crate::body::{BodyError, Rules, JSON_VALUE_TAG};
+use crate::body::{BodyError, Field, Rules, JSON_VALUE_TAG};
 
 /// Rewrites `body`, appending the result to `out`; returns how many values were encrypted.
 pub(crate) fn rewrite(body: &str, rules: &Rules<'_>, out: &mut String) -> Result<usize, BodyError> {
@@ -29,8 +28,8 @@ pub(crate) fn rewrite(body: &str, rules: &Rules<'_>, out: &mut String) -> Result
 
 struct Encrypting<'a, 'e> {
     rules: &'a Rules<'e>,
-    /// The key of the value `selects` last selected.
-    key: Option<&'e KeyEncryptor>,
+    /// The field of the value `selects` last selected.
+    key: Option<Field<'e>>,
     /// Why `selects` took a value it must refuse (the walker hands it to `selected`, which
     /// returns this error).
     refused: Option<BodyError>,

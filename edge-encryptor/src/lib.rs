@@ -90,7 +90,7 @@ pub use event::{
     BodyEncoding, EventError, Header, Headers, OriginRequest, Outcome, Rejection, RequestBody,
 };
 use fle_shared::backend::Backend;
-use fle_shared::{FieldEncryptor, Keyring};
+use fle_shared::{EnvelopeVersion, FieldEncryptor, Keyring};
 pub use uri::UriError;
 
 /// The edge encryptor: keyring, configuration and prepared keys. Build once (at module load),
@@ -100,6 +100,8 @@ pub struct EdgeEncryptor {
     keyring: Keyring,
     config: EdgeConfig,
     encryptor: FieldEncryptor,
+    /// With `bind_paths`: each field rule's name, bound into its values' envelopes.
+    bound_names: Option<Vec<String>>,
 }
 
 impl EdgeEncryptor {
@@ -114,13 +116,30 @@ impl EdgeEncryptor {
             config::check_uri_patterns(&config.uris, &config.exclude_uris, config.uri_case)?;
         for rule in &config.fields {
             config::check_selector(&rule.selector)?;
-            if keyring.get(&rule.key).is_none() {
-                return Err(ConfigError::UnknownKey {
-                    field: rule.selector.to_string(),
-                    key: rule.key.clone(),
-                });
+            match keyring.get(&rule.key) {
+                None => {
+                    return Err(ConfigError::UnknownKey {
+                        field: rule.selector.to_string(),
+                        key: rule.key.clone(),
+                    })
+                }
+                Some(key) if config.bind_paths && key.envelope() == EnvelopeVersion::V1 => {
+                    return Err(ConfigError::BindNeedsV2 {
+                        field: rule.selector.to_string(),
+                        key: rule.key.clone(),
+                    })
+                }
+                Some(_) => {}
             }
         }
+        // The names values are bound to (docs/ENVELOPE.md section 5.3), one per rule.
+        let bound_names = config.bind_paths.then(|| {
+            config
+                .fields
+                .iter()
+                .map(|r| r.selector.to_string())
+                .collect()
+        });
         for marker in &config.retired_markers {
             if keyring.scanner().contains_prefix(marker.as_bytes()) {
                 return Err(ConfigError::RetiredActive(marker.clone()));
@@ -131,6 +150,7 @@ impl EdgeEncryptor {
             keyring,
             config,
             encryptor,
+            bound_names,
         })
     }
 
@@ -182,6 +202,7 @@ impl EdgeEncryptor {
             retired: &self.config.retired_markers,
             max_values: self.config.max_encrypted_values,
             max_body: self.config.max_body_bytes,
+            bound_names: self.bound_names.as_deref(),
             state: Default::default(),
         }
     }

@@ -181,6 +181,21 @@ impl KeyEncryptor {
         plaintext: &[u8],
         out: &mut String,
     ) -> Result<(), EncryptError> {
+        self.encrypt_bound_in(state, field, plaintext, None, out)
+    }
+
+    /// [`encrypt_in`](Self::encrypt_in), binding the value to `path` when given
+    /// (`docs/ENVELOPE.md` section 5.3): the envelope then opens only with the same path.
+    /// Version 1 cannot bind: a path with a version-1 key is refused
+    /// ([`EncryptError::CannotBind`]).
+    pub fn encrypt_bound_in(
+        &self,
+        state: &mut RequestState,
+        field: &str,
+        plaintext: &[u8],
+        path: Option<&[u8]>,
+        out: &mut String,
+    ) -> Result<(), EncryptError> {
         let limit = self.max_plaintext_len();
         if plaintext.len() > limit {
             return Err(EncryptError::PlaintextTooLong {
@@ -197,13 +212,18 @@ impl KeyEncryptor {
                 },
                 EnvelopeVersion::V1,
             ) => {
+                if path.is_some() {
+                    return Err(EncryptError::CannotBind {
+                        key: self.id.clone(),
+                    });
+                }
                 let mut buf = [0u8; 512];
                 let ciphertext = &mut buf[..*modulus_len];
                 key.encrypt(plaintext, ciphertext)?;
                 envelope::write_v1(&self.markers, ciphertext, out);
                 Ok(())
             }
-            _ => self.seal(state, plaintext, out),
+            _ => self.seal(state, plaintext, path, out),
         }
     }
 
@@ -211,6 +231,7 @@ impl KeyEncryptor {
         &self,
         state: &mut RequestState,
         plaintext: &[u8],
+        path: Option<&[u8]>,
         out: &mut String,
     ) -> Result<(), EncryptError> {
         let at = match state.sealers.iter().position(|s| s.key_id() == &self.id) {
@@ -227,7 +248,7 @@ impl KeyEncryptor {
             }
         };
         state.sealers[at]
-            .seal_into(&self.markers, plaintext, None, out)
+            .seal_into(&self.markers, plaintext, path, out)
             .map_err(EncryptError::from)
     }
 }
@@ -270,4 +291,10 @@ pub enum EncryptError {
     /// Version-2 sealing failed.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// A path to bind with a key that writes version 1, which cannot bind one.
+    #[error("key {key} writes envelope version 1, which cannot bind a value to its field")]
+    CannotBind {
+        /// The key.
+        key: KeyId,
+    },
 }

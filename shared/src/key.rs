@@ -473,6 +473,11 @@ impl P256PublicKey {
         })
     }
 
+    /// Parses a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo).
+    pub fn from_pem(pem: &str) -> Result<Self, PublicKeyError> {
+        Self::from_spki_der(&public_pem_der(pem)?)
+    }
+
     /// The public key with this SEC 1 point (compressed or uncompressed).
     pub fn from_sec1_point(point: &[u8]) -> Result<Self, PublicKeyError> {
         let point = uncompressed_p256_point(point)

@@ -16,7 +16,19 @@ impl Decryptor {
     /// Decrypts every envelope `work` wants together, and hands their results to it.
     pub(super) async fn decrypt_wanted(&self, work: &mut Work<'_>) {
         let wanted = std::mem::take(&mut work.wanted);
-        let refs: Vec<(&KeyEntry, &Envelope)> = wanted.iter().map(|(k, e)| (*k, e)).collect();
+        // The name a path-bound envelope was sealed with: its field's, as configured.
+        let names: Vec<String> = self
+            .fields
+            .as_deref()
+            .map(|fields| fields.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let refs: Vec<(&KeyEntry, &Envelope, Option<&[u8]>)> = wanted
+            .iter()
+            .map(|(k, e, field)| {
+                let path = field.and_then(|n| names.get(n)).map(String::as_bytes);
+                (*k, e, path)
+            })
+            .collect();
         let in_flight = self.in_flight.unwrap_or(self.budget.concurrency());
         let results = decrypt_all_cached(
             &*self.provider,
@@ -44,8 +56,9 @@ pub(super) struct Work<'a> {
     pub(super) target: Option<(&'a KeyId, u8)>,
     pub(super) on_error: OnError,
     pub(super) action: Action<'a>,
-    /// Envelopes to decrypt, in document order.
-    pub(super) wanted: Vec<(&'a KeyEntry, Envelope)>,
+    /// Envelopes to decrypt, in document order, with the number of the field that selected
+    /// them (under a field restriction).
+    pub(super) wanted: Vec<(&'a KeyEntry, Envelope, Option<usize>)>,
     /// Under [`OnError::Fail`], a candidate that fails the call was found: nothing after it is
     /// needed.
     pub(super) stopped: bool,
@@ -122,7 +135,11 @@ impl<'a> Work<'a> {
         }
         match (self.wants(rule, len, item), item) {
             (Some(key), ScanItem::Envelope(found)) => {
-                self.wanted.push((key, found.envelope.clone()));
+                let field = match rule {
+                    Rule::Whole(n) => Some(n),
+                    _ => None,
+                };
+                self.wanted.push((key, found.envelope.clone(), field));
                 true
             }
             _ => false,

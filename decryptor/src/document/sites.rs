@@ -82,8 +82,10 @@ impl Decryptor {
             let path = [Seg::Key(Cow::Borrowed(&*field))];
             let rule = match self.fields.as_deref() {
                 None => Rule::Open,
-                Some(fields) if fields.iter().any(|f| f.matches(&path)) => Rule::Whole,
-                Some(_) => Rule::Closed(Refusal::Injection),
+                Some(fields) => match fields.iter().position(|f| f.matches(&path)) {
+                    Some(n) => Rule::Whole(n),
+                    None => Rule::Closed(Refusal::Injection),
+                },
             };
             let part = (at, raw, rule, &value);
             self.form_part(doc, part, &field, work, out.as_deref_mut(), &mut last)?;
@@ -138,8 +140,9 @@ pub(super) enum Rule {
     /// Every one.
     Open,
     /// Only one that is the whole decoded value (the field restriction); any other is marker
-    /// injection.
-    Whole,
+    /// injection. Carries the first selected field's number (its name opens path-bound
+    /// version-2 envelopes).
+    Whole(usize),
     /// None: each is left as it is and reported this way, whatever the error policy.
     Closed(Refusal),
 }
@@ -155,8 +158,8 @@ impl Rule {
     pub(super) fn refusal(self, span: &Range<usize>, len: usize) -> Option<Refusal> {
         match self {
             Rule::Open => None,
-            Rule::Whole if span.start == 0 && span.end == len => None,
-            Rule::Whole => Some(Refusal::Injection),
+            Rule::Whole(_) if span.start == 0 && span.end == len => None,
+            Rule::Whole(_) => Some(Refusal::Injection),
             Rule::Closed(refusal) => Some(refusal),
         }
     }
@@ -276,8 +279,10 @@ impl<'p, 'a> JsonPass<'p, 'a> {
             (None, true) => Rule::Closed(Refusal::MemberName),
             // A member name is in no field.
             (Some(_), true) => Rule::Closed(Refusal::Injection),
-            (Some(fields), false) if fields.iter().any(|f| f.matches(path)) => Rule::Whole,
-            (Some(_), false) => Rule::Closed(Refusal::Injection),
+            (Some(fields), false) => match fields.iter().position(|f| f.matches(path)) {
+                Some(n) => Rule::Whole(n),
+                None => Rule::Closed(Refusal::Injection),
+            },
         }
     }
 }
