@@ -66,6 +66,31 @@ fn rsa2048_encrypt(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Envelope version 2: one more value under a request's encapsulation (the per-value cost
+    // after the request's one asymmetric operation).
+    let mut group = c.benchmark_group("v2_seal_one_more_value");
+    let p256 =
+        fle_shared::P256PublicKey::from_pem(include_str!("../keys/demo-02.pub.pem")).unwrap();
+    let id: fle_shared::KeyId = "01".parse().unwrap();
+    let markers = fle_shared::MarkerPair::default_for(&id);
+    let recipient = backend::default_backend().p256_recipient(&p256).unwrap();
+    let mut hpke = fle_shared::V2Sealer::p256(&id, &p256, &*recipient).unwrap();
+    let rsa_key = backend::default_backend()
+        .encryption_key(&RsaPublicKey::from_pem(PUBLIC_PEM).unwrap())
+        .unwrap();
+    let mut rsa = fle_shared::V2Sealer::rsa(&id, &*rsa_key, backend::default_backend()).unwrap();
+    for (name, sealer) in [("hpke-p256", &mut hpke), ("rsa-oaep", &mut rsa)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                text.clear();
+                sealer
+                    .seal_into(&markers, black_box(SSN), None, &mut text)
+                    .unwrap();
+            })
+        });
+    }
+    group.finish();
 }
 
 /// JSON-like text without a single `#`.

@@ -7,7 +7,8 @@
 # command line and libssl-dev (Debian packages, for OpenSSL interop and the benchmark baseline),
 # Node.js (runs the Lambda@Edge package in the tests), LocalStack in a virtualenv (the tests
 # start it on a free loopback port themselves),
-# a Python virtualenv with pyca/cryptography and pyhpke (Python interop), and cargo-deny. Then: format,
+# a Python virtualenv with pyca/cryptography and pyhpke (Python interop), Java 17 and @hpke/core
+# (npm, into target/test-env/node) for the recipes of docs/RECIPES.md, and cargo-deny. Then: format,
 # clippy (native and wasm32), docs, cargo-deny, the wasm32 build, doc tests, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +26,14 @@ step "Rust toolchain: rustfmt, clippy, wasm32-unknown-unknown"
 rustup component add rustfmt clippy
 rustup target add wasm32-unknown-unknown
 
-step "System packages: openssl, libssl-dev, pkg-config, node"
+step "System packages: openssl, libssl-dev, pkg-config, node, java (the recipes of docs/RECIPES.md)"
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
+command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
 if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
@@ -47,6 +49,13 @@ if ! "$venv/bin/python" -c 'import cryptography, pyhpke, Crypto, boto3' 2>/dev/n
 fi
 export FLE_PYTHON="$venv/bin/python"
 "$FLE_PYTHON" -c 'import cryptography; print("cryptography", cryptography.__version__)'
+
+step "Node test environment (@hpke/core for the Node.js recipe of docs/RECIPES.md)"
+hpke_dir="$root/target/test-env/node"
+if ! grep -qs '"version": "1.9.0"' "$hpke_dir/node_modules/@hpke/core/package.json"; then
+    npm install --prefix "$hpke_dir" --no-audit --no-fund '@hpke/core@1.9.0'
+fi
+export FLE_HPKE_CORE_DIR="$hpke_dir"
 
 step "LocalStack (a real KMS on loopback for the decryptor's tests; no Docker)"
 ls_venv="$root/target/test-env/localstack"

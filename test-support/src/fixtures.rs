@@ -127,3 +127,44 @@ pub fn demo_decrypt(text: &str) -> Vec<String> {
         .map(|(_, p)| String::from_utf8(p).unwrap())
         .collect()
 }
+
+/// One test vector of `docs/ENVELOPE.md` (sections 2 and 5.7).
+#[derive(Debug, Clone)]
+pub struct SpecVector {
+    /// The key id (`01` when the vector does not say).
+    pub key: String,
+    /// The bound path, for version-2 vectors that have one.
+    pub path: Option<String>,
+    /// The message.
+    pub message: Vec<u8>,
+    /// The whole envelope, markers included.
+    pub envelope: String,
+}
+
+/// The test vectors of `docs/ENVELOPE.md`, in order, read from the file.
+pub fn spec_vectors() -> Vec<SpecVector> {
+    let text = read(&root().join("docs/ENVELOPE.md"));
+    let mut out = Vec::new();
+    let (mut key, mut path, mut message) = (None, None, None);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("key:") {
+            key = Some(rest.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("path (utf-8):") {
+            let rest = rest.trim();
+            path = (rest != "(none)").then(|| rest.to_owned());
+        } else if let Some(rest) = line.strip_prefix("message (hex):") {
+            let hex = rest.split_whitespace().next().unwrap_or_default();
+            message = Some(unhex(hex));
+        } else if let Some(rest) = line.strip_prefix("envelope:") {
+            out.push(SpecVector {
+                key: key.take().unwrap_or_else(|| "01".into()),
+                path: path.take(),
+                message: message
+                    .take()
+                    .expect("an envelope line follows its message line"),
+                envelope: rest.trim().to_owned(),
+            });
+        }
+    }
+    out
+}

@@ -20,7 +20,7 @@ pub mod runtime_api;
 pub mod tools;
 
 pub use fixtures::*;
-pub use tools::{require, Tool};
+pub use tools::{require, require_that, Tool};
 
 /// Returns from the enclosing test (or function returning `()`) unless every tool given is
 /// available: `require!(Tool::Node, Tool::OpenSsl);`. See [`tools::require`].

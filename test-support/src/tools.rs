@@ -112,7 +112,18 @@ pub fn require(tool: Tool) -> bool {
     if tool.available() {
         return true;
     }
-    let what = format!("{}; {}", tool.missing(), tool.install_hint());
+    require_that(
+        false,
+        &format!("{}; {}", tool.missing(), tool.install_hint()),
+    )
+}
+
+/// [`require`] for a condition of a test's own (a tool this module does not know): `true` when
+/// `ok`; otherwise `skipped: <what>` on stderr and `false`, or a panic when `FLE_REQUIRE_ALL=1`.
+pub fn require_that(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
     if std::env::var_os("FLE_REQUIRE_ALL").is_some_and(|v| v == "1") {
         panic!("FLE_REQUIRE_ALL=1 but {what}");
     }
