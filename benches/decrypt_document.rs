@@ -182,18 +182,20 @@ fn bench_decrypt(c: &mut Criterion) {
     });
 
     // Envelope version 2: one request's 60 values, one KMS call.
-    for (label, key, entry) in [
+    for (label, key, entry, arn) in [
         (
             "v2 hpke-p256 (DeriveSharedSecret)",
             "public_key = \"keys/demo-02.pub.pem\"\n",
             fle_shared::KeyEntry::new("01".parse().unwrap(), p256_public.clone())
                 .with_kms_key_id(P256_ARN),
+            P256_ARN,
         ),
         (
             "v2 rsa-oaep (Decrypt of the data key)",
             "public_key = \"keys/demo-01.pub.pem\"\nenvelope = \"v2\"\n",
             fle_shared::KeyEntry::new("01".parse().unwrap(), private_key().public_key().clone())
                 .with_kms_key_id(ARN),
+            ARN,
         ),
     ] {
         let (clear_v2, encrypted_v2) = documents_with(key);
@@ -218,6 +220,39 @@ fn bench_decrypt(c: &mut Criterion) {
             .load(std::sync::atomic::Ordering::SeqCst)
             - before;
         assert_eq!(calls, 1, "{label}: one KMS call for 60 values");
+        // The whole process too: `fle decrypt --config` with this key.
+        let config_v2 = dir.path().join(format!(
+            "fle-{arn_tail}.toml",
+            arn_tail = &arn[arn.len() - 4..]
+        ));
+        let public = if arn == P256_ARN {
+            "keys/demo-02.pub.pem"
+        } else {
+            "keys/demo-01.pub.pem"
+        };
+        std::fs::write(
+            &config_v2,
+            format!(
+                "[[keys]]\nid = \"01\"\npublic_key = {:?}\nkms_key_id = {arn:?}\n\
+                 [decrypt]\nendpoint = {:?}\n",
+                root().join(public).to_str().unwrap(),
+                wire.endpoint
+            ),
+        )
+        .unwrap();
+        let fle_v2 = || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_fle"));
+            command.args(["decrypt", "--config", config_v2.to_str().unwrap()]);
+            aws_env(&mut command);
+            command
+        };
+        assert_eq!(
+            parsed(&run_process(fle_v2(), &encrypted_v2)),
+            parsed(&clear_v2)
+        );
+        group.bench_function(format!("fle decrypt --config (process), {label}"), |b| {
+            b.iter(|| run_process(fle_v2(), &encrypted_v2))
+        });
         group.bench_function(format!("fle library, in process, {label}"), |b| {
             b.iter(|| {
                 v2.secret_cache().clear();

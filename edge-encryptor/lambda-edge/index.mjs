@@ -2,7 +2,8 @@
 //
 // Lambda@Edge runs only managed runtimes, so the Rust core is a WebAssembly module
 // (fle_edge.wasm). This loader gives it RSA-OAEP-SHA256 and random bytes from Node's crypto
-// (OpenSSL, one cached KeyObject per key) and exports `handler`. The configuration (fle.toml,
+// (OpenSSL, one cached KeyObject per key), P-256 key pairs and ECDH for envelope version 2,
+// and exports `handler`. The configuration (fle.toml,
 // public keys inline) sits next to this file in the package, since Lambda@Edge has no
 // environment variables. Everything else, including every security rule, is in the Rust core.
 //
@@ -10,7 +11,7 @@
 // gets nothing.
 
 import { readFileSync } from 'node:fs';
-import { constants, createPublicKey, publicEncrypt, randomFillSync } from 'node:crypto';
+import { constants, createECDH, createPublicKey, publicEncrypt, randomFillSync } from 'node:crypto';
 
 const here = new URL('.', import.meta.url);
 const wasmModule = new WebAssembly.Module(readFileSync(new URL('fle_edge.wasm', here)));
@@ -49,6 +50,25 @@ const imports = {
         return 0;
       } catch {
         return 1;
+      }
+    },
+    // Envelope version 2 (hpke-p256): a fresh ephemeral key pair, its public point (65 bytes,
+    // uncompressed) and its ECDH secret with the recipient's point (32 bytes). The secret's
+    // buffer is wiped once copied; the ephemeral private key goes with the ECDH object.
+    p256_encap(peerPtr, encPtr, dhPtr) {
+      let dh;
+      try {
+        const ecdh = createECDH('prime256v1');
+        const enc = ecdh.generateKeys();
+        dh = ecdh.computeSecret(view(peerPtr, 65));
+        if (enc.length !== 65 || dh.length !== 32) return 1;
+        view(encPtr, 65).set(enc);
+        view(dhPtr, 32).set(dh);
+        return 0;
+      } catch {
+        return 1;
+      } finally {
+        if (dh) dh.fill(0);
       }
     },
     random_fill(ptr, len) {

@@ -257,18 +257,24 @@ fn labeled_extract(suite: &[u8], salt: &[u8], label: &[u8], ikm: &[u8]) -> Zeroi
 }
 
 /// HPKE's `LabeledExpand(prk, label, info, L)` with HKDF-SHA256 (`L = out.len()`, at most 255·32).
-fn labeled_expand(suite: &[u8], prk: &[u8; 32], label: &[u8], info: &[&[u8]], out: &mut [u8]) {
+/// `info` has at most 3 parts.
+fn labeled_expand(suite: &[u8], prk: &Hkdf<Sha256>, label: &[u8], info: &[&[u8]], out: &mut [u8]) {
     let len = (out.len() as u16).to_be_bytes();
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(4 + info.len());
-    parts.extend_from_slice(&[&len, HPKE_V1, suite, label]);
-    parts.extend_from_slice(info);
-    // A 32-byte PRK is valid for SHA-256, and L is at most 65 bytes here.
-    if let Ok(hkdf) = Hkdf::<Sha256>::from_prk(prk) {
-        if hkdf.expand_multi_info(&parts, out).is_ok() {
-            return;
-        }
+    let mut parts: [&[u8]; 7] = [&len, HPKE_V1, suite, label, &[], &[], &[]];
+    let n = 4 + info.len().min(3);
+    parts[4..n].copy_from_slice(&info[..n - 4]);
+    // L is at most 65 bytes here, far below HKDF-SHA256's 8,160.
+    if prk.expand_multi_info(&parts[..n], out).is_err() {
+        unreachable!("HKDF-SHA256 expand of at most 65 bytes cannot fail")
     }
-    unreachable!("HKDF-SHA256 expand of at most 65 bytes from a 32-byte PRK cannot fail")
+}
+
+/// HKDF-SHA256 keyed with a 32-byte PRK (always a valid length).
+fn hkdf_from_prk(prk: &[u8; 32]) -> Hkdf<Sha256> {
+    match Hkdf::<Sha256>::from_prk(prk) {
+        Ok(hkdf) => hkdf,
+        Err(_) => unreachable!("a 32-byte PRK is valid for HKDF-SHA256"),
+    }
 }
 
 /// The secret of one encapsulation: everything needed to seal or open the values under it.
@@ -303,7 +309,7 @@ impl V2Secret {
         let mut shared_secret = Zeroizing::new([0u8; 32]);
         labeled_expand(
             KEM_SUITE_ID,
-            &eae_prk,
+            &hkdf_from_prk(&eae_prk),
             b"shared_secret",
             &[enc, recipient.uncompressed_point()],
             &mut shared_secret[..],
@@ -351,14 +357,10 @@ impl V2Secret {
             } => {
                 let info_hash = labeled_extract(HPKE_SUITE_ID, b"", b"info_hash", &info);
                 let context: [&[u8]; 3] = [&[0x00], &psk_id_hash[..], &info_hash[..]];
-                labeled_expand(HPKE_SUITE_ID, secret, b"key", &context, &mut key.key[..]);
-                labeled_expand(
-                    HPKE_SUITE_ID,
-                    secret,
-                    b"base_nonce",
-                    &context,
-                    &mut key.nonce,
-                );
+                // One keyed HMAC for both expansions, dropped with this call.
+                let prk = hkdf_from_prk(secret);
+                labeled_expand(HPKE_SUITE_ID, &prk, b"key", &context, &mut key.key[..]);
+                labeled_expand(HPKE_SUITE_ID, &prk, b"base_nonce", &context, &mut key.nonce);
             }
             Schedule::Rsa { prk } => {
                 let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
@@ -449,6 +451,10 @@ pub struct V2Sealer {
     /// Scratch buffers reused across values: the token, the AAD.
     token: Vec<u8>,
     aad: Vec<u8>,
+    /// The base64 of the header's constant start (version, flags, encapsulation, cut to a
+    /// multiple of 3 bytes), per flags value: every token of the request starts with it, so it
+    /// is encoded once (the 256-byte wrapped key of RSA-2048 is 344 characters).
+    b64_prefix: [Option<String>; 2],
 }
 
 impl V2Sealer {
@@ -501,6 +507,7 @@ impl V2Sealer {
             next_index: 0,
             token: Vec::new(),
             aad: Vec::new(),
+            b64_prefix: [None, None],
         }
     }
 
@@ -564,7 +571,13 @@ impl V2Sealer {
                 + markers.suffix.as_str().len(),
         );
         out.push_str(markers.prefix.as_str());
-        STANDARD.encode_string(&self.token, out);
+        // Base64 of a concatenation is the concatenation of the parts' when the first is a
+        // multiple of 3 bytes long.
+        let constant = (header_len - INDEX_LEN) / 3 * 3;
+        let prefix = self.b64_prefix[usize::from(path.is_some())]
+            .get_or_insert_with(|| STANDARD.encode(&self.token[..constant]));
+        out.push_str(prefix);
+        STANDARD.encode_string(&self.token[constant..], out);
         out.push_str(markers.suffix.as_str());
         Ok(())
     }

@@ -94,6 +94,7 @@ impl KmsWire {
                         _ = &mut rx => break,
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
+                            let _ = stream.set_nodelay(true);
                             tokio::spawn(serve(stream, served.clone()));
                         }
                     }
@@ -160,9 +161,11 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
              x-amzn-requestid: fle-test\r\ncontent-length: {}\r\n\r\n",
             payload.len()
         );
-        if stream.write_all(head.as_bytes()).await.is_err()
-            || stream.write_all(payload.as_bytes()).await.is_err()
-        {
+        // One write: head and body in two writes met Nagle's algorithm and the client's
+        // delayed ACK, adding about 40 ms to every answer (KMS answers in one segment).
+        let mut answer = head.into_bytes();
+        answer.extend_from_slice(payload.as_bytes());
+        if stream.write_all(&answer).await.is_err() {
             return;
         }
     }
