@@ -285,6 +285,52 @@ fn bound_values_open_only_in_their_own_field() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Re-encrypted to an RSA key writing version 2, the values stay bound to their fields;
+    // to a key writing version 1, which cannot bind, re-encryption refuses.
+    let to = |extra: &[&str]| {
+        let mut args = vec![
+            "reencrypt",
+            "--private-key",
+            key,
+            "--fields",
+            "ssn,email",
+            "--to",
+            "03",
+            "--to-public-key",
+            "keys/demo-01.pub.pem",
+        ];
+        args.extend_from_slice(extra);
+        fle(&args, &encrypted)
+    };
+    let rsa_v2 = ok(to(&["--envelope", "v2"]));
+    assert_eq!(rsa_v2.matches("#03#").count(), 2, "{rsa_v2}");
+    let rsa_key = root().join("keys/demo-01.key.pem");
+    let rsa_key = rsa_key.to_str().unwrap();
+    let opened = ok(fle(
+        &[
+            "decrypt",
+            "--private-key",
+            rsa_key,
+            "--key-id",
+            "03",
+            "--fields",
+            "ssn,email",
+        ],
+        &rsa_v2,
+    ));
+    assert_eq!(opened, body);
+    let out = fle(
+        &["decrypt", "--private-key", rsa_key, "--key-id", "03"],
+        &rsa_v2,
+    );
+    assert!(
+        !out.status.success(),
+        "still bound: refused without the fields"
+    );
+    let out = to(&[]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("6789"));
+
     // A key writing version 1 cannot bind: refused when the configuration loads.
     std::fs::write(&path, config("", "keys/demo-01.pub.pem")).unwrap();
     let out = run_fle(dir.path(), &["encrypt", "--config", "fle.toml"], body);

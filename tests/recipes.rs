@@ -318,6 +318,26 @@ fn add_v2_cases(group: &mut Group, public: &Path, header_len: usize) {
     );
     group.err("path-bound, empty path", format!("{bound} -"));
     group.err("path-bound, no path", bound.clone());
+    // An rsa-oaep encapsulation re-labelled as a version-1 envelope: the request's data key must
+    // not come out as a value (docs/ENVELOPE.md 5.4).
+    if header_len > 39 {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let payload =
+            &bound[markers.prefix.as_str().len()..bound.len() - markers.suffix.as_str().len()];
+        let token = b64.decode(payload).unwrap();
+        let encap = &token[2..header_len - 4];
+        let relabelled = format!(
+            "{}{}{}",
+            markers.prefix.as_str(),
+            b64.encode(encap),
+            markers.suffix.as_str()
+        );
+        group.err(
+            "rsa-oaep encapsulation re-labelled as version 1",
+            relabelled,
+        );
+    }
     let empty_path = seal(b"\x0042", Some(b""));
     group.ok(
         "bound to the empty path",

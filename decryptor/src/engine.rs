@@ -182,7 +182,14 @@ pub async fn decrypt_all_cached(
         match job {
             Job::One(slot) => {
                 let (key, envelope, _) = items[unique[slot]];
-                vec![(slot, budget.decrypt(provider, key, envelope).await)]
+                let result = match budget.decrypt(provider, key, envelope).await {
+                    // Whatever the provider: a version-2 data key is never released as a value.
+                    Ok(plaintext) if fle_shared::is_v2_data_key(plaintext.as_bytes()) => {
+                        Err(crate::kms::data_key_as_value(key.id()))
+                    }
+                    other => other,
+                };
+                vec![(slot, result)]
             }
             Job::Encapsulation(slots) => {
                 open_encapsulation(provider, budget, cache, items, unique, slots).await

@@ -431,7 +431,11 @@ impl KeyProvider for KmsKeyProvider {
                 code: "EmptyResponse".into(),
                 message: "KMS returned no plaintext".into(),
             })?;
-            Ok(Plaintext::from(plaintext.into_inner()))
+            let plaintext = Plaintext::from(plaintext.into_inner());
+            if fle_shared::is_v2_data_key(plaintext.as_bytes()) {
+                return Err(data_key_as_value(id));
+            }
+            Ok(plaintext)
         })
     }
 
@@ -472,7 +476,7 @@ impl KeyProvider for KmsKeyProvider {
                         .await
                         .map_err(|e| classify(id, &e))?;
                     let data_key = Zeroizing::new(output.plaintext.ok_or_else(empty)?.into_inner());
-                    V2Secret::from_data_key(&data_key)
+                    V2Secret::from_unwrapped(&data_key)
                         .map_err(|e| permanent("DecryptionFailed", e.to_string()))
                 }
                 (KeyKind::P256, PublicKey::P256(recipient)) => {
@@ -501,6 +505,16 @@ impl KeyProvider for KmsKeyProvider {
                 )),
             }
         })
+    }
+}
+
+/// The error for a version-1 envelope that decrypts to a version-2 data key.
+pub(crate) fn data_key_as_value(key: &KeyId) -> ProviderError {
+    ProviderError::Failed {
+        key: key.clone(),
+        class: ErrorClass::Permanent,
+        code: "DataKeyAsValue".into(),
+        message: fle_shared::DecryptError::DataKeyAsValue.to_string(),
     }
 }
 

@@ -176,3 +176,44 @@ async fn get_public_key_takes_p256_key_agreement_keys() {
     assert!(matches!(public, PublicKey::P256(_)));
     assert_eq!(public, p256_private().public_key().clone());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rsa_encapsulation_relabelled_as_version_1_releases_no_data_key() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let private = PrivateKey::Rsa(fle_test_support::demo_private_key());
+    let ring = keyring(&private, RSA_ARN);
+    let doc = document(&ring, 2, 1);
+    // The first token's encapsulation is k bytes of RSA-OAEP: exactly a version-1 payload.
+    let start = doc.find("#02#").unwrap() + 4;
+    let end = start + doc[start..].find("#20#").unwrap();
+    let token = b64.decode(&doc[start..end]).unwrap();
+    let encap = &token[2..2 + 256];
+    let attack = format!("{{\"note\": \"#02#{}#20#\"}}", b64.encode(encap));
+    let local = Decryptor::new(
+        ring.clone(),
+        Arc::new(fle_decryptor::LocalKeyProvider::new(vec![(
+            "02".parse().unwrap(),
+            fle_test_support::demo_private_key(),
+        )])),
+    );
+    let wire = KmsWire::start(vec![(RSA_ARN.to_owned(), private)], Duration::ZERO);
+    for d in [local, decryptor(&wire, ring)] {
+        let out = d
+            .decrypt(&attack, Mode::Json, OnError::Leave)
+            .await
+            .unwrap();
+        assert_eq!(out.text.as_str(), attack, "left as it is");
+        assert_eq!(out.report.problems.len(), 1);
+        assert!(
+            matches!(&out.report.problems[0].kind, ProblemKind::Provider(e) if e.to_string().contains("version-2 data key")),
+            "{:?}",
+            out.report.problems
+        );
+        let text = d
+            .decrypt(&attack, Mode::Text, OnError::Redact)
+            .await
+            .unwrap();
+        assert!(text.text.contains("[redacted]"));
+    }
+}

@@ -237,19 +237,27 @@ impl KeyEncryptor {
         let at = match state.sealers.iter().position(|s| s.key_id() == &self.id) {
             Some(at) => at,
             None => {
-                let sealer = match &self.prepared {
-                    Prepared::Rsa { key, .. } => V2Sealer::rsa(&self.id, &**key, self.backend)?,
-                    Prepared::P256 { public, recipient } => {
-                        V2Sealer::p256(&self.id, public, &**recipient)?
-                    }
-                };
-                state.sealers.push(sealer);
+                state.sealers.push(self.new_sealer()?);
                 state.sealers.len() - 1
             }
         };
-        state.sealers[at]
-            .seal_into(&self.markers, plaintext, path, out)
-            .map_err(EncryptError::from)
+        match state.sealers[at].seal_into(&self.markers, plaintext, path, out) {
+            // 2^32 values under one encapsulation: the next ones get a new one.
+            Err(SealError::Exhausted) => {
+                state.sealers[at] = self.new_sealer()?;
+                state.sealers[at]
+                    .seal_into(&self.markers, plaintext, path, out)
+                    .map_err(EncryptError::from)
+            }
+            other => other.map_err(EncryptError::from),
+        }
+    }
+
+    fn new_sealer(&self) -> Result<V2Sealer, EncryptError> {
+        Ok(match &self.prepared {
+            Prepared::Rsa { key, .. } => V2Sealer::rsa(&self.id, &**key, self.backend)?,
+            Prepared::P256 { public, recipient } => V2Sealer::p256(&self.id, public, &**recipient)?,
+        })
     }
 }
 

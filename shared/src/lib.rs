@@ -76,6 +76,6 @@ pub use scan::{
 pub use secret::Plaintext;
 pub use stream::{StreamRegion, StreamScanner};
 pub use v2::{
-    v2_envelope_len, EnvelopeV2, KeyKind, OpenError, SealError, V2Sealer, V2Secret, V2_FLAG_PATH,
-    V2_MAX_MESSAGE_LEN, V2_MAX_PATH_LEN, V2_VERSION,
+    is_v2_data_key, v2_envelope_len, EnvelopeV2, KeyKind, OpenError, SealError, V2Sealer, V2Secret,
+    V2_DATA_KEY_PREFIX, V2_FLAG_PATH, V2_MAX_MESSAGE_LEN, V2_MAX_PATH_LEN, V2_VERSION,
 };

@@ -106,7 +106,7 @@ impl OaepPrivateKey {
             return Err(DecryptError::V2(OpenError::WrongSecret));
         }
         let data_key = self.decrypt(token.encapsulation())?;
-        Ok(V2Secret::from_data_key(data_key.as_bytes())?)
+        Ok(V2Secret::from_unwrapped(data_key.as_bytes())?)
     }
 
     /// Decrypts an envelope found under the markers of key `id` (version 1, or version 2 without
@@ -117,7 +117,13 @@ impl OaepPrivateKey {
         envelope: &Envelope,
     ) -> Result<Plaintext, DecryptError> {
         match envelope {
-            Envelope::V1 { rsa_ciphertext } => self.decrypt(rsa_ciphertext),
+            Envelope::V1 { rsa_ciphertext } => {
+                let plaintext = self.decrypt(rsa_ciphertext)?;
+                if crate::v2::is_v2_data_key(plaintext.as_bytes()) {
+                    return Err(DecryptError::DataKeyAsValue);
+                }
+                Ok(plaintext)
+            }
             Envelope::V2(token) => Ok(self.unwrap_v2(token)?.open(id, token, None)?),
         }
     }
@@ -178,6 +184,10 @@ pub enum DecryptError {
     /// A version-2 envelope did not open.
     #[error(transparent)]
     V2(#[from] OpenError),
+    /// A version-1 envelope whose plaintext is a version-2 data key (an encapsulation
+    /// re-labelled as a value): refused, never released.
+    #[error("envelope is a version-2 data key presented as a version-1 value: refused")]
+    DataKeyAsValue,
     /// An envelope of a kind this key cannot open (a version-1 envelope for a P-256 key).
     #[error("this key cannot open envelope version {version}")]
     WrongKind {

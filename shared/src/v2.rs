@@ -52,6 +52,18 @@ const P256_ENCAP_LEN: usize = 33;
 /// Length of the data key wrapped by `rsa-oaep`.
 const DATA_KEY_LEN: usize = 32;
 
+/// What `rsa-oaep` wraps before the data key (docs/ENVELOPE.md section 5.4). No version-1
+/// message starts with `0x00 0xFF` (a writer's `0x00` is the JSON-value tag, followed by JSON
+/// text), so an encapsulation re-labelled as a version-1 envelope is recognised and refused
+/// instead of handing out the request's data key as a value.
+pub const V2_DATA_KEY_PREFIX: &[u8] = b"\x00\xfffle-v2-dk";
+
+/// Whether a version-1 plaintext is in fact a version-2 `rsa-oaep` data key: readers refuse
+/// to release it as a value.
+pub fn is_v2_data_key(plaintext: &[u8]) -> bool {
+    plaintext.starts_with(V2_DATA_KEY_PREFIX)
+}
+
 /// RFC 9180 suite ids: DHKEM(P-256, HKDF-SHA256) = 0x0010, HKDF-SHA256 = 0x0001,
 /// AES-256-GCM = 0x0002.
 const KEM_SUITE_ID: &[u8] = b"KEM\x00\x10";
@@ -324,8 +336,18 @@ impl V2Secret {
         })
     }
 
-    /// From an `rsa-oaep` data key (what KMS `Decrypt` returns for the encapsulation). Refuses
-    /// a key that is not exactly 32 bytes.
+    /// From what RSA-OAEP decryption of an `rsa-oaep` encapsulation returns (KMS `Decrypt`, or
+    /// a private key): [`V2_DATA_KEY_PREFIX`] and the 32-byte data key. Refuses anything else.
+    pub fn from_unwrapped(unwrapped: &[u8]) -> Result<Self, OpenError> {
+        match unwrapped.strip_prefix(V2_DATA_KEY_PREFIX) {
+            Some(data_key) => Self::from_data_key(data_key),
+            None => Err(OpenError::DataKeyLength {
+                len: unwrapped.len(),
+            }),
+        }
+    }
+
+    /// From an `rsa-oaep` data key itself. Refuses a key that is not exactly 32 bytes.
     pub fn from_data_key(data_key: &[u8]) -> Result<Self, OpenError> {
         if data_key.len() != DATA_KEY_LEN {
             return Err(OpenError::DataKeyLength {
@@ -479,11 +501,12 @@ impl V2Sealer {
         key: &dyn EncryptionKey,
         backend: &dyn Backend,
     ) -> Result<Self, BackendError> {
-        let mut data_key = Zeroizing::new([0u8; DATA_KEY_LEN]);
-        backend.fill_random(&mut data_key[..])?;
+        let mut message = Zeroizing::new([0u8; V2_DATA_KEY_PREFIX.len() + DATA_KEY_LEN]);
+        message[..V2_DATA_KEY_PREFIX.len()].copy_from_slice(V2_DATA_KEY_PREFIX);
+        backend.fill_random(&mut message[V2_DATA_KEY_PREFIX.len()..])?;
         let mut wrapped = vec![0u8; key.modulus_len()];
-        key.encrypt(&data_key[..], &mut wrapped)?;
-        let secret = V2Secret::from_data_key(&data_key[..])
+        key.encrypt(&message[..], &mut wrapped)?;
+        let secret = V2Secret::from_data_key(&message[V2_DATA_KEY_PREFIX.len()..])
             .map_err(|_| BackendError::Encrypt { backend: "v2" })?;
         Ok(Self::with(
             id,
@@ -626,8 +649,8 @@ pub enum OpenError {
     /// A path-bound token, opened without a path.
     #[error("envelope is bound to its field's path, and no path was given")]
     PathRequired,
-    /// An `rsa-oaep` data key that is not 32 bytes.
-    #[error("unwrapped data key is {len} bytes, not 32: wrong key or forged envelope")]
+    /// An `rsa-oaep` encapsulation that does not unwrap to the prefix and a 32-byte data key.
+    #[error("unwrapped data key ({len} bytes) is not a version-2 data key: wrong key or forged envelope")]
     DataKeyLength {
         /// Its length.
         len: usize,

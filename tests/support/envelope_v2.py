@@ -41,6 +41,7 @@ MAX_PATH = 65535                  # 5.3
 MAX_INDEX = 0xFFFFFFFF            # u32 (5.1)
 P256_ENCAP_LEN = 33               # SEC 1 compressed point
 DATA_KEY_LEN = 32                 # RSA variant's data key
+DATA_KEY_PREFIX = b"\x00\xfffle-v2-dk"  # wrapped before the data key (5.4)
 
 # The HPKE suite of 5.4: DHKEM(P-256, HKDF-SHA256) 0x0010, HKDF-SHA256 0x0001, AES-256-GCM 0x0002.
 SUITE = CipherSuite.new(KEMId.DHKEM_P256_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES256_GCM)
@@ -209,11 +210,12 @@ def _open_p256(private_key, encap, info, aad, sealed):
 
 def _open_rsa(private_key, encap, info, aad, sealed):
     try:
-        data_key = private_key.decrypt(encap, OAEP)
+        unwrapped = private_key.decrypt(encap, OAEP)
     except ValueError:
         raise EnvelopeError("RSA-OAEP unwrap failed") from None
-    if len(data_key) != DATA_KEY_LEN:
-        raise EnvelopeError("data key is not 32 bytes")
+    if len(unwrapped) != len(DATA_KEY_PREFIX) + DATA_KEY_LEN or not unwrapped.startswith(DATA_KEY_PREFIX):
+        raise EnvelopeError("unwrapped data key is not the prefix and 32 bytes")
+    data_key = unwrapped[len(DATA_KEY_PREFIX):]
     key, nonce = _rsa_value_key(data_key, info)
     try:
         return AESGCM(key).decrypt(nonce, sealed, aad)
@@ -292,7 +294,7 @@ class Sealer:
         self.is_rsa = isinstance(public_key, rsa.RSAPublicKey)
         if self.is_rsa:
             self.secret = _data_key if _data_key is not None else os.urandom(DATA_KEY_LEN)
-            self.encap = public_key.encrypt(self.secret, OAEP)
+            self.encap = public_key.encrypt(DATA_KEY_PREFIX + self.secret, OAEP)
         else:
             self.secret, enc = p256_encap(public_key, _sk_e)
             point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), enc)

@@ -13,15 +13,20 @@ use crate::engine::decrypt_all_cached;
 use crate::provider::ProviderError;
 
 impl Decryptor {
+    /// The canonical names of the field rules (empty without a field restriction): what
+    /// path-bound version-2 envelopes are bound to.
+    pub(super) fn field_names(&self) -> Vec<String> {
+        self.fields
+            .as_deref()
+            .map(|fields| fields.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// Decrypts every envelope `work` wants together, and hands their results to it.
     pub(super) async fn decrypt_wanted(&self, work: &mut Work<'_>) {
         let wanted = std::mem::take(&mut work.wanted);
         // The name a path-bound envelope was sealed with: its field's, as configured.
-        let names: Vec<String> = self
-            .fields
-            .as_deref()
-            .map(|fields| fields.iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
+        let names = &work.field_names;
         let refs: Vec<(&KeyEntry, &Envelope, Option<&[u8]>)> = wanted
             .iter()
             .map(|(k, e, field)| {
@@ -71,6 +76,8 @@ pub(super) struct Work<'a> {
     pub(super) report: Report,
     /// Re-encryption's version-2 encapsulations: one per document and target key.
     pub(super) sealing: RequestState,
+    /// The field rules' names (under a field restriction), as path-bound envelopes carry them.
+    pub(super) field_names: Vec<String>,
 }
 
 impl<'a> Work<'a> {
@@ -92,6 +99,7 @@ impl<'a> Work<'a> {
             cursor: 0,
             report: Report::default(),
             sealing: RequestState::new(),
+            field_names: Vec::new(),
         }
     }
 

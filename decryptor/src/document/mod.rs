@@ -402,6 +402,7 @@ impl Decryptor {
             })?,
         };
         let mut work = Work::new(&self.keyring, action, on_error);
+        work.field_names = self.field_names();
 
         // 1. Find the sites, and in them the envelopes to decrypt.
         self.find_sites(&mut work, mode, doc, text, items.as_deref())?;

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::decrypt::Work;
 use super::report::{DocumentError, Problem, ProblemKind};
-use super::sites::{JsonPass, Phase, SiteInfo, SiteKind};
+use super::sites::{JsonPass, Phase, Rule, SiteInfo, SiteKind};
 use super::{Action, Decryptor, Mode, OnError, REDACTED};
 
 impl Decryptor {
@@ -244,6 +244,16 @@ impl Work<'_> {
                 Some(_) => self.next_result(dry),
                 None => None,
             };
+            // A path-bound version-2 value stays bound to the same field when re-encrypted.
+            let bound_to = match (&item, site.rule) {
+                (ScanItem::Envelope(found), Rule::Whole(n)) => match &found.envelope {
+                    fle_shared::Envelope::V2(token) if token.path_bound() => {
+                        self.field_names.get(n).map(String::as_bytes)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
             let mut outcome = match (site.rule.refusal(&span, len), item, result) {
                 (Some(refusal), ..) => Err(refusal.kind()),
                 (None, ScanItem::Malformed(bad), _) => Err(ProblemKind::Malformed(bad.problem)),
@@ -268,7 +278,13 @@ impl Work<'_> {
                         let mut envelope = String::with_capacity(to.envelope_len(pt.len()));
                         let name = field();
                         let name = name.as_deref().unwrap_or("text");
-                        match to.encrypt_in(&mut self.sealing, name, pt.as_bytes(), &mut envelope) {
+                        match to.encrypt_bound_in(
+                            &mut self.sealing,
+                            name,
+                            pt.as_bytes(),
+                            bound_to,
+                            &mut envelope,
+                        ) {
                             Ok(()) => Ok((Plaintext::from(envelope.into_bytes()), false)),
                             Err(e) => Err(ProblemKind::Reencrypt(e)),
                         }

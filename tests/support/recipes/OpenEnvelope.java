@@ -44,6 +44,8 @@ import javax.crypto.spec.SecretKeySpec;
 public class OpenEnvelope {
     static final int MAX_MESSAGE = 1 << 20; // 5.5
     static final int TAG_LEN = 16;
+    static final byte[] DATA_KEY_PREFIX = concat(new byte[] {0x00, (byte) 0xff},
+            "fle-v2-dk".getBytes(StandardCharsets.US_ASCII)); // 5.4
     static final int MAX_PATH = 65535; // 5.3
 
     // P-256 (SEC 2 secp256r1): y^2 = x^3 - 3x + b over GF(p).
@@ -118,7 +120,12 @@ public class OpenEnvelope {
             if (ciphertext.length != k) {
                 throw new EnvelopeException("version 1 payload does not decode to " + k + " bytes");
             }
-            return rsaOaepSha256(ciphertext);
+            byte[] message = rsaOaepSha256(ciphertext);
+            if (startsWith(message, DATA_KEY_PREFIX)) {
+                // A version-2 encapsulation re-labelled as a value: never release a data key.
+                throw new EnvelopeException("a version-2 data key presented as a version-1 value");
+            }
+            return message;
         }
         byte[] token = base64Canonical(payload);
         if (token[0] != 0x02) {
@@ -168,11 +175,13 @@ public class OpenEnvelope {
         byte[] aeadKey;
         byte[] nonce;
         if (k > 0) {
-            // rsa-oaep (5.4): unwrap the 32-byte data key, HKDF-SHA256(salt "", info_i, L = 44).
-            byte[] dataKey = rsaOaepSha256(encap);
-            if (dataKey.length != 32) {
-                throw new EnvelopeException("data key is not 32 bytes");
+            // rsa-oaep (5.4): unwrap 0x00 0xFF "fle-v2-dk" + the 32-byte data key,
+            // HKDF-SHA256(salt "", info_i, L = 44).
+            byte[] unwrapped = rsaOaepSha256(encap);
+            if (unwrapped.length != DATA_KEY_PREFIX.length + 32 || !startsWith(unwrapped, DATA_KEY_PREFIX)) {
+                throw new EnvelopeException("unwrapped data key is not the prefix and 32 bytes");
             }
+            byte[] dataKey = Arrays.copyOfRange(unwrapped, DATA_KEY_PREFIX.length, unwrapped.length);
             byte[] okm = hkdfExpand(hmac(new byte[32], dataKey), info, 44);
             aeadKey = Arrays.copyOfRange(okm, 0, 32);
             nonce = Arrays.copyOfRange(okm, 32, 44);
@@ -356,6 +365,11 @@ public class OpenEnvelope {
             throw new EnvelopeException("payload is not canonical base64");
         }
         return raw;
+    }
+
+    static boolean startsWith(byte[] bytes, byte[] prefix) {
+        return bytes.length >= prefix.length
+                && Arrays.equals(Arrays.copyOfRange(bytes, 0, prefix.length), prefix);
     }
 
     static byte[] concat(byte[]... parts) {

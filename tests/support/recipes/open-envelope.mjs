@@ -17,6 +17,7 @@ import { Aes256Gcm, CipherSuite, DhkemP256HkdfSha256, HkdfSha256 } from "@hpke/c
 
 const MAX_MESSAGE = 1 << 20; // 5.5
 const TAG_LEN = 16;
+const DATA_KEY_PREFIX = Buffer.from([0x00, 0xff, ...Buffer.from("fle-v2-dk")]); // 5.4
 const MAX_PATH = 65535; // 5.3
 
 class EnvelopeError extends Error {}
@@ -112,7 +113,12 @@ async function openEnvelope(opener, envelope, path) {
     if (ciphertext.length !== k) {
       throw new EnvelopeError(`version 1 payload does not decode to ${k} bytes`);
     }
-    return rsaOaepSha256(opener, ciphertext);
+    const message = rsaOaepSha256(opener, ciphertext);
+    if (message.subarray(0, DATA_KEY_PREFIX.length).equals(DATA_KEY_PREFIX)) {
+      // A version-2 encapsulation re-labelled as a value: never release a data key.
+      throw new EnvelopeError("a version-2 data key presented as a version-1 value");
+    }
+    return message;
   }
   const token = base64Canonical(payload);
   if (token[0] !== 0x02) {
@@ -160,11 +166,13 @@ async function openV2(opener, token, path) {
   }
 
   if (k > 0) {
-    // rsa-oaep (5.4): unwrap the 32-byte data key; HKDF-SHA256(salt "", info_i, L = 44).
-    const dataKey = rsaOaepSha256(opener, encap);
-    if (dataKey.length !== 32) {
-      throw new EnvelopeError("data key is not 32 bytes");
+    // rsa-oaep (5.4): unwrap 0x00 0xFF "fle-v2-dk" + the 32-byte data key;
+    // HKDF-SHA256(salt "", info_i, L = 44).
+    const unwrapped = rsaOaepSha256(opener, encap);
+    if (unwrapped.length !== DATA_KEY_PREFIX.length + 32 || !unwrapped.subarray(0, DATA_KEY_PREFIX.length).equals(DATA_KEY_PREFIX)) {
+      throw new EnvelopeError("unwrapped data key is not the prefix and 32 bytes");
     }
+    const dataKey = unwrapped.subarray(DATA_KEY_PREFIX.length);
     const okm = Buffer.from(crypto.hkdfSync("sha256", dataKey, Buffer.alloc(0), info, 44));
     const decipher = crypto.createDecipheriv("aes-256-gcm", okm.subarray(0, 32), okm.subarray(32, 44), {
       authTagLength: TAG_LEN,
