@@ -69,25 +69,10 @@ fn check_output_v2(name: &str, result: &str, file: &str) {
         private.public_key(),
     )])
     .unwrap();
-    let mut encaps = std::collections::HashSet::new();
-    let values: Vec<String> = keyring
-        .scanner()
-        .scan_str(body)
-        .map(|item| match item {
-            fle_shared::ScanItem::Envelope(f) => {
-                let fle_shared::Envelope::V2(token) = &f.envelope else {
-                    panic!("{name}: not version 2")
-                };
-                encaps.insert(token.encapsulation().to_vec());
-                let plain = private.decrypt_envelope(f.key, &f.envelope).unwrap();
-                plain.as_str().unwrap().to_owned()
-            }
-            fle_shared::ScanItem::Malformed(m) => panic!("{name}: {m:?}"),
-        })
-        .collect();
+    let (values, encaps) = fle_test_support::open_v2_envelopes(&keyring, &private, body);
     assert_eq!(values.len(), 18, "{name}");
     assert_eq!(values[3], "123-45-6789", "{name}");
-    assert_eq!(encaps.len(), 1, "{name}: one encapsulation per request");
+    assert_eq!(encaps, 1, "{name}: one encapsulation per request");
 }
 
 /// A peer process speaking the loop protocol of benches/peers/reference_edge.py.

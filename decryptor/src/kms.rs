@@ -392,16 +392,48 @@ async fn client_for(
     Ok(aws_sdk_kms::Client::from_conf(config.build()))
 }
 
+/// The configured KMS key of `key`: the only `KeyId` ever sent.
+fn kms_key_id(key: &KeyEntry) -> Result<&str, ProviderError> {
+    key.kms_key_id()
+        .ok_or_else(|| ProviderError::NotConfigured {
+            key: key.id().clone(),
+            what: "no kms_key_id",
+        })
+}
+
+impl KmsKeyProvider {
+    /// KMS `Decrypt` (`RSAES_OAEP_SHA_256`) of `ciphertext` with `key`'s configured KMS key:
+    /// a version-1 envelope's value, or a version-2 encapsulation's wrapped data key.
+    async fn rsa_decrypt(
+        &self,
+        key: &KeyEntry,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
+        let id = key.id();
+        let output = self
+            .client(id)
+            .decrypt()
+            .key_id(kms_key_id(key)?)
+            .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+            .ciphertext_blob(Blob::new(ciphertext))
+            .send()
+            .await
+            .map_err(|e| classify(id, &e))?;
+        let plaintext = output.plaintext.ok_or_else(|| ProviderError::Failed {
+            key: id.clone(),
+            class: ErrorClass::Transient,
+            code: "EmptyResponse".into(),
+            message: "KMS returned no plaintext".into(),
+        })?;
+        Ok(Zeroizing::new(plaintext.into_inner()))
+    }
+}
+
 impl KeyProvider for KmsKeyProvider {
     fn decrypt<'a>(&'a self, key: &'a KeyEntry, envelope: &'a Envelope) -> DecryptFuture<'a> {
         Box::pin(async move {
             let id = key.id();
-            let kms_key_id = key
-                .kms_key_id()
-                .ok_or_else(|| ProviderError::NotConfigured {
-                    key: id.clone(),
-                    what: "no kms_key_id",
-                })?;
+            kms_key_id(key)?;
             let rsa_ciphertext = match envelope {
                 Envelope::V1 { rsa_ciphertext } => rsa_ciphertext,
                 _ => {
@@ -416,22 +448,8 @@ impl KeyProvider for KmsKeyProvider {
                     })
                 }
             };
-            let output = self
-                .client(id)
-                .decrypt()
-                .key_id(kms_key_id)
-                .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
-                .ciphertext_blob(Blob::new(rsa_ciphertext.clone()))
-                .send()
-                .await
-                .map_err(|e| classify(id, &e))?;
-            let plaintext = output.plaintext.ok_or_else(|| ProviderError::Failed {
-                key: id.clone(),
-                class: ErrorClass::Transient,
-                code: "EmptyResponse".into(),
-                message: "KMS returned no plaintext".into(),
-            })?;
-            let plaintext = Plaintext::from(plaintext.into_inner());
+            let mut plaintext = self.rsa_decrypt(key, rsa_ciphertext).await?;
+            let plaintext = Plaintext::from(std::mem::take(&mut *plaintext));
             if fle_shared::is_v2_data_key(plaintext.as_bytes()) {
                 return Err(data_key_as_value(id));
             }
@@ -446,12 +464,7 @@ impl KeyProvider for KmsKeyProvider {
     ) -> DecapsulateFuture<'a> {
         Box::pin(async move {
             let id = key.id();
-            let kms_key_id = key
-                .kms_key_id()
-                .ok_or_else(|| ProviderError::NotConfigured {
-                    key: id.clone(),
-                    what: "no kms_key_id",
-                })?;
+            let kms_key_id = kms_key_id(key)?;
             let permanent = |code: &str, message: String| ProviderError::Failed {
                 key: id.clone(),
                 class: ErrorClass::Permanent,
@@ -466,16 +479,7 @@ impl KeyProvider for KmsKeyProvider {
             };
             match (token.kind(), key.public_key()) {
                 (KeyKind::Rsa { .. }, PublicKey::Rsa(_)) => {
-                    let output = self
-                        .client(id)
-                        .decrypt()
-                        .key_id(kms_key_id)
-                        .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
-                        .ciphertext_blob(Blob::new(token.encapsulation()))
-                        .send()
-                        .await
-                        .map_err(|e| classify(id, &e))?;
-                    let data_key = Zeroizing::new(output.plaintext.ok_or_else(empty)?.into_inner());
+                    let data_key = self.rsa_decrypt(key, token.encapsulation()).await?;
                     V2Secret::from_unwrapped(&data_key)
                         .map_err(|e| permanent("DecryptionFailed", e.to_string()))
                 }

@@ -168,3 +168,29 @@ pub fn spec_vectors() -> Vec<SpecVector> {
     }
     out
 }
+
+/// Opens every envelope of `text` (all version 2) with `private` under `keyring`: the
+/// plaintexts (UTF-8) in order, and how many distinct encapsulations they came under.
+pub fn open_v2_envelopes(
+    keyring: &Keyring,
+    private: &fle_shared::PrivateKey,
+    text: &str,
+) -> (Vec<String>, usize) {
+    let mut encaps = std::collections::HashSet::new();
+    let values = keyring
+        .scanner()
+        .scan_str(text)
+        .map(|item| match item {
+            fle_shared::ScanItem::Envelope(f) => {
+                let fle_shared::Envelope::V2(token) = &f.envelope else {
+                    panic!("not version 2: {:?}", f.envelope)
+                };
+                encaps.insert(token.encapsulation().to_vec());
+                let plain = private.decrypt_envelope(f.key, &f.envelope).unwrap();
+                plain.as_str().unwrap().to_owned()
+            }
+            fle_shared::ScanItem::Malformed(m) => panic!("malformed envelope {m:?}"),
+        })
+        .collect();
+    (values, encaps.len())
+}
