@@ -59,6 +59,15 @@ pub struct BatchArgs {
     /// Most KMS requests in flight at once [default: the config's, else 32].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: Option<u32>,
+    /// Most distinct version-2 encapsulations (one KMS call each) one record may hold (a JSON
+    /// Lines line, a CSV cell, a whole JSON / form document, or about 1 MiB of text); a record
+    /// over it fails its input before any KMS call for it, whatever --on-error. Set here or in
+    /// the config, it applies to every format [default: the config's
+    /// max_encapsulations_per_document, else 256 for JSON, JSON Lines and form records and no
+    /// limit for text and CSV cells (decrypted as text): text holds many requests' lines, and
+    /// is bounded by --concurrency and --kms-rps instead].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_encapsulations_per_document: Option<u32>,
     /// Largest record (line, CSV row) or whole JSON / form document, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_record: usize,
@@ -284,7 +293,8 @@ fn run(
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let extra = target.as_ref().and_then(|(_, e, _)| e.clone());
-        let (parts, settings) = build(keys, extra).await?;
+        let limit = batch_args.max_encapsulations_per_document;
+        let (parts, settings) = build(keys, extra, limit.map(|n| n as usize)).await?;
         let config = parts.config.clone();
         let (verify, on_error) = policy(&config);
         let concurrency = batch_args
@@ -388,11 +398,13 @@ fn stderr_is_terminal() -> bool {
 }
 
 /// The keyring, provider and settings the options describe; `extra` (a re-encryption target
-/// given by its public key) joins the keyring. Also what identifies the key source for
-/// `--resume` beyond the key material: the configuration file's content.
+/// given by its public key) joins the keyring; `max_encapsulations`, when given, replaces the
+/// configuration's limit. Also what identifies the key source for `--resume` beyond the key
+/// material: the configuration file's content.
 async fn build(
     args: &KeyArgs,
     extra: Option<KeyEntry>,
+    max_encapsulations: Option<usize>,
 ) -> anyhow::Result<(DecryptorParts, String)> {
     let id: KeyId = args.key_id.parse()?;
     let (mut builder, settings) = if let Some(path) = &args.private_key {
@@ -422,6 +434,9 @@ async fn build(
     }
     if let Some(entry) = extra {
         builder = builder.extra_key(entry);
+    }
+    if let Some(limit) = max_encapsulations {
+        builder = builder.max_encapsulations_per_document(limit);
     }
     Ok((builder.build().await?, settings))
 }

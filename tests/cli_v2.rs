@@ -355,3 +355,180 @@ fn bound_values_open_only_in_their_own_field() {
     ));
     assert_eq!(clear, body);
 }
+
+#[test]
+fn a_document_over_the_encapsulation_limit_is_refused_before_any_kms_call() {
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/fle-cli-limit";
+    // Three bodies encrypted apart: three encapsulations in one JSON document.
+    let one = |body: &str| {
+        ok(fle(
+            &[
+                "encrypt",
+                "--public-key",
+                "keys/demo-02.pub.pem",
+                "--fields",
+                "ssn",
+            ],
+            body,
+        ))
+    };
+    let doc = format!(
+        "[{},{},{}]",
+        one(r#"{"ssn":"111-11-1111"}"#),
+        one(r#"{"ssn":"222-22-2222"}"#),
+        one(r#"{"ssn":"333-33-3333"}"#)
+    );
+    let clear = r#"[{"ssn":"111-11-1111"},{"ssn":"222-22-2222"},{"ssn":"333-33-3333"}]"#;
+    let refused = |out: Output| {
+        assert!(!out.status.success());
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            !stdout.contains("-11") && !stderr.contains("-11"),
+            "{stdout}"
+        );
+        assert!(
+            stderr.contains("holds 3 distinct version-2 encapsulations")
+                && stderr.contains("limit of 2")
+                && stderr.contains("max_encapsulations_per_document"),
+            "{stderr}"
+        );
+    };
+
+    // The flag, whatever --on-error, for JSON and text input alike.
+    let key = ["decrypt", "--private-key", "keys/demo-02.key.pem"];
+    for on_error in ["fail", "leave", "redact"] {
+        for mode in ["json", "text"] {
+            let args = [
+                &key[..],
+                &[
+                    "--max-encapsulations-per-document",
+                    "2",
+                    "--on-error",
+                    on_error,
+                    "--mode",
+                    mode,
+                ],
+            ]
+            .concat();
+            refused(fle(&args, &doc));
+        }
+    }
+    let args = [&key[..], &["--max-encapsulations-per-document", "3"]].concat();
+    assert_eq!(ok(fle(&args, &doc)), clear);
+    let zero = fle(
+        &[&key[..], &["--max-encapsulations-per-document", "0"]].concat(),
+        &doc,
+    );
+    assert!(!zero.status.success());
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--max-encapsulations-per-document"));
+
+    // The config's [decrypt] setting, through KMS: no call at all; the flag overrides it.
+    let pem = std::fs::read_to_string(root().join("keys/demo-02.key.pem")).unwrap();
+    let private = fle_shared::P256PrivateKey::from_pem(&pem).unwrap();
+    let wire = kms_wire::KmsWire::start(vec![(ARN.to_owned(), private)], Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fle.toml"),
+        format!(
+            "[[keys]]\nid = \"01\"\npublic_key = {:?}\nkms_key_id = {ARN:?}\n\
+             [decrypt]\nendpoint = {:?}\nmax_encapsulations_per_document = 2\n",
+            root().join("keys/demo-02.pub.pem").to_str().unwrap(),
+            wire.endpoint
+        ),
+    )
+    .unwrap();
+    use std::sync::atomic::Ordering::SeqCst;
+    refused(run_fle(
+        dir.path(),
+        &["decrypt", "--config", "fle.toml"],
+        &doc,
+    ));
+    // Set, it holds for text input too (which has no limit by default).
+    refused(run_fle(
+        dir.path(),
+        &["decrypt", "--config", "fle.toml", "--mode", "text"],
+        &doc,
+    ));
+    assert_eq!(wire.stats().requests.load(SeqCst), 0);
+    let out = run_fle(
+        dir.path(),
+        &[
+            "decrypt",
+            "--config",
+            "fle.toml",
+            "--max-encapsulations-per-document",
+            "3",
+        ],
+        &doc,
+    );
+    assert_eq!(ok(out), clear);
+    assert_eq!(wire.stats().derived.load(SeqCst), 3);
+}
+
+#[test]
+fn text_input_has_no_default_encapsulation_limit_unless_one_is_set() {
+    use fle_shared::{backend, FieldEncryptor, KeyEntry, Keyring, P256PrivateKey, RequestState};
+    // The lines of 257 requests (one over the JSON default), sealed to key 01 (the default
+    // --key-id): 257 encapsulations.
+    let pem = std::fs::read_to_string(root().join("keys/demo-02.key.pem")).unwrap();
+    let public = P256PrivateKey::from_pem(&pem).unwrap().public_key().clone();
+    let keyring = Keyring::new(vec![KeyEntry::new("01".parse().unwrap(), public)]).unwrap();
+    let encryptor = FieldEncryptor::new(&keyring, backend::default_backend()).unwrap();
+    let key = encryptor.key_str("01").unwrap();
+    let envelopes: Vec<String> = (0..257)
+        .map(|i| {
+            let mut out = String::new();
+            key.encrypt_in(
+                &mut RequestState::new(),
+                "v",
+                format!("ssn-{i}").as_bytes(),
+                &mut out,
+            )
+            .unwrap();
+            out
+        })
+        .collect();
+    let line = |i: usize, value: &str| format!("request {i}: ssn={value}\n");
+    let log: String = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| line(i, e))
+        .collect();
+    let clear: String = (0..257).map(|i| line(i, &format!("ssn-{i}"))).collect();
+    let key = ["decrypt", "--private-key", "keys/demo-02.key.pem"];
+
+    // A log opens by default.
+    let text = [&key[..], &["--mode", "text"]].concat();
+    assert_eq!(ok(fle(&text, &log)), clear);
+    // The same values in one JSON document: over the default of 256.
+    let doc = serde_json::to_string(&envelopes).unwrap();
+    let out = fle(&[&key[..], &["--mode", "json"]].concat(), &doc);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds 257 distinct version-2 encapsulations")
+            && stderr.contains("limit of 256")
+            && !stderr.contains("ssn-"),
+        "{stderr}"
+    );
+    // Set explicitly, the limit holds for text too.
+    let limited = [&text[..], &["--max-encapsulations-per-document", "256"]].concat();
+    let out = fle(&limited, &log);
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("holds 257 distinct version-2 encapsulations")
+            && stderr.contains("limit of 256")
+            && !stderr.contains("ssn-")
+            && !stdout.contains("ssn-"),
+        "{stderr}"
+    );
+    let raised = [&text[..], &["--max-encapsulations-per-document", "257"]].concat();
+    assert_eq!(ok(fle(&raised, &log)), clear);
+}

@@ -46,6 +46,7 @@ pub struct DecryptorBuilder {
     region: Option<String>,
     endpoint: Option<String>,
     extra: Option<KeyEntry>,
+    max_encapsulations: Option<usize>,
 }
 
 enum Source {
@@ -72,6 +73,7 @@ impl fmt::Debug for DecryptorBuilder {
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("extra", &self.extra.as_ref().map(|e| e.id().as_str()))
+            .field("max_encapsulations", &self.max_encapsulations)
             .finish()
     }
 }
@@ -84,6 +86,7 @@ impl DecryptorBuilder {
             region: None,
             endpoint: None,
             extra: None,
+            max_encapsulations: None,
         }
     }
 
@@ -141,15 +144,41 @@ impl DecryptorBuilder {
         self
     }
 
+    /// The most distinct version-2 encapsulations (KMS calls) one document may hold, in every
+    /// mode (text included), instead of the `[decrypt]` table's
+    /// `max_encapsulations_per_document`, whatever the source; 0 is refused when building.
+    /// Set neither here nor in the table, JSON and form documents are limited to
+    /// [`DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT`](crate::DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT)
+    /// and text documents are not limited. See
+    /// [`Decryptor::max_encapsulations_per_document`].
+    pub fn max_encapsulations_per_document(mut self, limit: usize) -> Self {
+        self.max_encapsulations = Some(limit);
+        self
+    }
+
     /// Reads the files, checks the keys and builds the provider (KMS clients; for a KMS key,
     /// one `GetPublicKey` call).
     pub async fn build(self) -> Result<DecryptorParts, BuildError> {
+        let max_encapsulations = self.max_encapsulations;
+        if max_encapsulations == Some(0) {
+            return Err(BuildError::Range("max_encapsulations_per_document"));
+        }
+        let mut parts = self.build_parts().await?;
+        if let Some(limit) = max_encapsulations {
+            parts.config.max_encapsulations_per_document = Some(limit);
+        }
+        Ok(parts)
+    }
+
+    /// [`build`](Self::build) but for the encapsulation limit.
+    async fn build_parts(self) -> Result<DecryptorParts, BuildError> {
         let DecryptorBuilder {
             source,
             keyring_file,
             region,
             endpoint,
             extra,
+            max_encapsulations: _,
         } = self;
         let (key, id, key_path) = match source {
             Source::Config(path) => {
@@ -328,7 +357,7 @@ pub struct DecryptorParts {
     /// KMS or the local private key.
     pub provider: Arc<dyn KeyProvider>,
     /// The `[decrypt]` table: default mode and error policy, fields, member names, KMS
-    /// settings, budget settings.
+    /// settings, budget settings, the encapsulation limit (the builder's, if given one).
     pub config: DecryptConfig,
 }
 
@@ -342,9 +371,10 @@ impl fmt::Debug for DecryptorParts {
 }
 
 impl DecryptorParts {
-    /// A decryptor with the table's field restriction and member-name setting, calling the
-    /// provider through a budget of its own ([`KmsBudget::from_config`]) when the table sets
-    /// `concurrency` or `rate_per_second`, else through [`KmsBudget::global`].
+    /// A decryptor with the table's field restriction, member-name setting and encapsulation
+    /// limit, calling the provider through a budget of its own ([`KmsBudget::from_config`])
+    /// when the table sets `concurrency` or `rate_per_second`, else through
+    /// [`KmsBudget::global`].
     pub fn decryptor(self) -> Result<Decryptor, BuildError> {
         let budget = if self.config.concurrency.is_some() || self.config.rate_per_second.is_some() {
             Arc::new(KmsBudget::from_config(&self.config)?)
@@ -354,9 +384,9 @@ impl DecryptorParts {
         Ok(self.decryptor_with_budget(budget))
     }
 
-    /// A decryptor with the table's field restriction and member-name setting, calling the
-    /// provider through `budget` (the table's `concurrency` and `rate_per_second` are the
-    /// caller's to apply: see [`KmsBudget::new`]).
+    /// A decryptor with the table's field restriction, member-name setting and encapsulation
+    /// limit, calling the provider through `budget` (the table's `concurrency` and
+    /// `rate_per_second` are the caller's to apply: see [`KmsBudget::new`]).
     pub fn decryptor_with_budget(self, budget: Arc<KmsBudget>) -> Decryptor {
         Decryptor::new(self.keyring, self.provider)
             .with_table(&self.config)
@@ -454,6 +484,10 @@ pub enum BuildError {
     /// The `[decrypt]` table's concurrency or rate makes no budget.
     #[error(transparent)]
     Budget(#[from] BudgetError),
+    /// A setting given to the builder is out of range
+    /// ([`DecryptorBuilder::max_encapsulations_per_document`] 0).
+    #[error("{0} must be at least 1")]
+    Range(&'static str),
 }
 
 /// `" PATH"`, or nothing.
@@ -545,6 +579,61 @@ mod tests {
         assert!(
             matches!(err, BuildError::Budget(BudgetError::Rate(_))),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_encapsulation_limit_flows_from_the_table_or_the_builder() {
+        use crate::Mode;
+        let id = || -> KeyId { "01".parse().unwrap() };
+        // The limit in JSON, form and text mode.
+        let limits = |d: &Decryptor| {
+            [Mode::Json, Mode::Form, Mode::Text].map(|m| d.max_encapsulations_per_document(m))
+        };
+        // No table: the per-mode default (none for text).
+        let parts =
+            block_on(DecryptorBuilder::from_private_key_file(demo_key(), id()).build()).unwrap();
+        assert_eq!(parts.config.max_encapsulations_per_document, None);
+        let default = Some(crate::DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT);
+        assert_eq!(
+            limits(&parts.decryptor().unwrap()),
+            [default, default, None]
+        );
+        // The table's, through either way of making the decryptor.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fle.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[keys]]\nid = \"01\"\npublic_key = {:?}\n\
+                 [decrypt]\nmax_encapsulations_per_document = 5\n",
+                root().join("keys/demo-01.pub.pem")
+            ),
+        )
+        .unwrap();
+        let from_file =
+            || DecryptorBuilder::from_private_key_file(demo_key(), id()).keyring_file(&path);
+        let parts = block_on(from_file().build()).unwrap();
+        assert_eq!(parts.config.max_encapsulations_per_document, Some(5));
+        let d = parts.decryptor_with_budget(KmsBudget::global());
+        assert_eq!(limits(&d), [Some(5); 3], "set: every mode, text included");
+        // The builder's wins over the table's, and applies without a table too.
+        let parts = block_on(from_file().max_encapsulations_per_document(7).build()).unwrap();
+        assert_eq!(parts.config.max_encapsulations_per_document, Some(7));
+        assert_eq!(limits(&parts.decryptor().unwrap()), [Some(7); 3]);
+        let parts = block_on(
+            DecryptorBuilder::from_private_key_file(demo_key(), id())
+                .max_encapsulations_per_document(9)
+                .build(),
+        )
+        .unwrap();
+        assert_eq!(limits(&parts.decryptor().unwrap()), [Some(9); 3]);
+        // 0 is refused.
+        let err = block_on(from_file().max_encapsulations_per_document(0).build()).unwrap_err();
+        assert!(matches!(err, BuildError::Range(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "max_encapsulations_per_document must be at least 1"
         );
     }
 

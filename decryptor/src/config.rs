@@ -14,6 +14,8 @@
 //! endpoint = "https://vpce-...kms.eu-west-1.vpce.amazonaws.com"   # LocalStack, VPC endpoints
 //! concurrency = 16                   # KMS calls in flight at once, across every document
 //! rate_per_second = 400              # KMS calls a second, across every document
+//! # max_encapsulations_per_document = 1024   # version-2 KMS calls one document may cost (else
+//! #   refused); unset: 256 for json and form, no limit for text; set: every mode, text included
 //!
 //! [decrypt.keys."02"]                # per key: a key in another account, through a role
 //! role_arn = "arn:aws:iam::444455556666:role/fle-decrypt"
@@ -25,6 +27,19 @@
 //! may also stand in `[decrypt]` itself, for every key. The external ID is a secret: it is never
 //! read from the file itself (`external_id = "..."` is refused), only from the environment
 //! variable or file named, and never logged.
+//!
+//! `max_encapsulations_per_document` (at least 1) bounds what one hostile document can cost:
+//! each distinct (key, encapsulation) of its version-2 envelopes is one KMS call, counted before
+//! any call (those already in the decryptor's secret cache count too); version-1 envelopes are
+//! not counted. A document over the limit is refused whole, whatever `on_error`, with no KMS
+//! call ([`DocumentError::TooManyEncapsulations`](crate::DocumentError::TooManyEncapsulations)).
+//! Unset, JSON and form documents (one record, one request) get the default,
+//! [`DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT`](crate::DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT)
+//! (256), and text documents get no limit: a text
+//! document (a log, a region of about 1 MiB of a text stream) holds the lines of many
+//! requests, one encapsulation each, so what it costs is bounded only by the process's KMS
+//! budget (`concurrency`, `rate_per_second`). Set, the value applies to every mode, text
+//! included ([`Decryptor::max_encapsulations_per_document`](crate::Decryptor::max_encapsulations_per_document)).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,6 +71,13 @@ pub struct DecryptConfig {
     /// KMS calls a second, across every document decrypted with the budget this table makes,
     /// if set.
     pub rate_per_second: Option<f64>,
+    /// Most distinct version-2 encapsulations (one KMS call each) one document may hold, in
+    /// every mode (`max_encapsulations_per_document`, at least 1), if set. Unset (`None`), the
+    /// decryptor's own policy stands:
+    /// [`DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT`](crate::DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT)
+    /// for JSON and form documents, no limit for text; see
+    /// [`Decryptor::max_encapsulations_per_document`](crate::Decryptor::max_encapsulations_per_document).
+    pub max_encapsulations_per_document: Option<usize>,
 }
 
 impl Default for DecryptConfig {
@@ -68,6 +90,7 @@ impl Default for DecryptConfig {
             kms: KmsConfig::default(),
             concurrency: None,
             rate_per_second: None,
+            max_encapsulations_per_document: None,
         }
     }
 }
@@ -113,6 +136,7 @@ struct Spec {
     decrypt_member_names: Option<bool>,
     concurrency: Option<usize>,
     rate_per_second: Option<f64>,
+    max_encapsulations_per_document: Option<usize>,
     #[serde(flatten)]
     kms: KmsSpec,
     #[serde(default)]
@@ -164,6 +188,9 @@ impl DecryptConfig {
         if spec.concurrency == Some(0) {
             return Err(DecryptConfigError::Range("concurrency"));
         }
+        if spec.max_encapsulations_per_document == Some(0) {
+            return Err(DecryptConfigError::Range("max_encapsulations_per_document"));
+        }
         if spec
             .rate_per_second
             .is_some_and(|r| !(r >= 1.0 && r.is_finite()))
@@ -184,6 +211,7 @@ impl DecryptConfig {
             },
             concurrency: spec.concurrency,
             rate_per_second: spec.rate_per_second,
+            max_encapsulations_per_document: spec.max_encapsulations_per_document,
         })
     }
 }
@@ -245,6 +273,7 @@ mod tests {
         let c = parse(
             "[decrypt]\nmode = \"form\"\non_error = \"redact\"\nfields = [\"ssn\", \"$.a[*]\"]\n\
              decrypt_member_names = true\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:4566\"\nconcurrency = 4\n\
+             max_encapsulations_per_document = 1\n\
              [decrypt.keys.\"02\"]\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\n\
              external_id_file = \"secrets/xid\"\n",
         )
@@ -253,6 +282,7 @@ mod tests {
         assert_eq!(c.fields.unwrap().len(), 2);
         assert!(c.decrypt_member_names);
         assert_eq!(c.concurrency, Some(4));
+        assert_eq!(c.max_encapsulations_per_document, Some(1));
         let k02 = c.kms.key(&"02".parse().unwrap());
         assert_eq!(k02.region.as_deref(), Some("eu-west-1"), "inherited");
         assert_eq!(k02.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
@@ -262,6 +292,35 @@ mod tests {
             Some(SecretSource::File("/etc/fle/secrets/xid".into()))
         );
         assert!(c.kms.key(&"01".parse().unwrap()).assume_role.is_none());
+    }
+
+    #[test]
+    fn max_encapsulations_per_document_is_unset_by_default_and_refuses_0() {
+        // Unset: the decryptor's per-mode default stands (256 for JSON and form, none for text).
+        let absent = parse("[decrypt]\nconcurrency = 2\n").unwrap();
+        assert_eq!(absent.max_encapsulations_per_document, None);
+        assert_eq!(
+            DecryptConfig::default().max_encapsulations_per_document,
+            None
+        );
+        let set = parse("[decrypt]\nmax_encapsulations_per_document = 4096\n").unwrap();
+        assert_eq!(set.max_encapsulations_per_document, Some(4096));
+        let zero = parse("[decrypt]\nmax_encapsulations_per_document = 0\n").unwrap_err();
+        assert_eq!(
+            zero,
+            DecryptConfigError::Range("max_encapsulations_per_document")
+        );
+        assert_eq!(
+            zero.to_string(),
+            "max_encapsulations_per_document must be at least 1"
+        );
+        for bad in ["-1", "\"many\"", "1.5"] {
+            let e = parse(&format!(
+                "[decrypt]\nmax_encapsulations_per_document = {bad}\n"
+            ))
+            .unwrap_err();
+            assert!(matches!(e, DecryptConfigError::Toml(_)), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! no batch call, so every front end (library, Lambda, CLI, batch jobs) goes through this one
 //! engine and one budget shared by `Arc`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,6 +125,21 @@ pub async fn decrypt_all(
     decrypt_all_cached(provider, budget, in_flight, &cache, &items).await
 }
 
+/// How many distinct (key id, encapsulation) pairs the version-2 envelopes among `items` have:
+/// the provider calls [`decrypt_all_cached`] would make for them with an empty cache (grouped
+/// the same way). Version-1 envelopes are not counted.
+pub(crate) fn distinct_encapsulations<'a>(
+    items: impl IntoIterator<Item = (&'a KeyEntry, &'a Envelope)>,
+) -> usize {
+    let mut seen: HashSet<(&str, &[u8])> = HashSet::new();
+    for (key, envelope) in items {
+        if let Envelope::V2(token) = envelope {
+            seen.insert((key.id().as_str(), token.encapsulation()));
+        }
+    }
+    seen.len()
+}
+
 /// What one unit of the engine's work is: a version-1 envelope, or the version-2 envelopes of
 /// one encapsulation (indexes into the distinct envelopes).
 enum Job {
@@ -136,6 +151,11 @@ enum Job {
 /// `cache`: a document whose request's encapsulation was opened before costs no provider call.
 /// Each item carries the path a path-bound version-2 envelope needs (`docs/ENVELOPE.md`
 /// section 5.3; ignored for others): without one, such an envelope fails with `PathRequired`.
+///
+/// This function does not bound the number of encapsulations (provider calls) it is given:
+/// [`Decryptor`](crate::Decryptor) refuses a document over its
+/// [`max_encapsulations_per_document`](crate::Decryptor::max_encapsulations_per_document)
+/// before calling it; a direct caller bounds its own input.
 pub async fn decrypt_all_cached(
     provider: &dyn KeyProvider,
     budget: &KmsBudget,

@@ -12,9 +12,12 @@
 //! process-wide concurrency permit, then a rate token, then the call; transient errors retried
 //! with jitter, the permit released while backing off). [`OnError`] decides what a failed
 //! envelope does to the document; [`Decryptor::only_fields`] refuses envelopes outside the
-//! fields the edge encrypts (marker injection). Settings come from a configuration file's
-//! `[decrypt]` table ([`DecryptConfig`]); [`DecryptorBuilder`] sets a decryptor up from a
-//! configuration file, a private key or a KMS key id, for every front end alike.
+//! fields the edge encrypts (marker injection);
+//! [`Decryptor::max_encapsulations_per_document`] bounds the KMS calls one document's
+//! version-2 envelopes may cost (refused whole beyond it; by default 256 for JSON and form
+//! documents, no limit for text, which holds many requests' lines). Settings come from a configuration
+//! file's `[decrypt]` table ([`DecryptConfig`]); [`DecryptorBuilder`] sets a decryptor up from
+//! a configuration file, a private key or a KMS key id, for every front end alike.
 //!
 //! One envelope through a provider:
 //!
@@ -65,7 +68,8 @@ pub use cache::{SecretCache, DEFAULT_SECRET_CACHE_CAPACITY, DEFAULT_SECRET_MAX_A
 pub use config::{DecryptConfig, DecryptConfigError};
 pub use document::{
     Action, Decrypted, Decryptor, DocumentError, Mode, OnError, Problem, ProblemKind,
-    ProcessedBytes, Report, UnknownName, MAX_PROBLEMS, REDACTED,
+    ProcessedBytes, Report, UnknownName, DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT, MAX_PROBLEMS,
+    REDACTED,
 };
 pub use engine::{decrypt_all, decrypt_all_cached, DecryptPolicy, RateLimiter};
 pub use kms::{AssumeRole, KmsConfig, KmsKeyProvider, KmsSettings, KmsSettingsError, SecretSource};

@@ -217,3 +217,257 @@ async fn an_rsa_encapsulation_relabelled_as_version_1_releases_no_data_key() {
         assert!(text.text.contains("[redacted]"));
     }
 }
+
+// The bound on distinct encapsulations per document (`max_encapsulations_per_document`).
+
+/// A JSON array of one value ("value-0", ...) per entry of `requests`, each sealed as part of
+/// the request `states[requests[i]]`: values of one state share its encapsulation.
+fn document_of(keyring: &Keyring, states: &mut [RequestState], requests: &[usize]) -> String {
+    let encryptor = FieldEncryptor::new(keyring, backend::default_backend()).unwrap();
+    let key = encryptor.key_str("02").unwrap();
+    let values: Vec<String> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            let mut out = String::from("\"");
+            key.encrypt_in(
+                &mut states[r],
+                "v",
+                format!("value-{i}").as_bytes(),
+                &mut out,
+            )
+            .unwrap();
+            out.push('"');
+            out
+        })
+        .collect();
+    format!("[{}]", values.join(","))
+}
+
+/// `doc` as one region of a text stream (as batch jobs decrypt text), under `on_error`.
+async fn as_region(
+    d: &Decryptor,
+    ring: &Keyring,
+    doc: &str,
+    on_error: OnError,
+) -> Result<fle_decryptor::ProcessedBytes, DocumentError> {
+    d.process_region(
+        doc.as_bytes(),
+        ring.scanner().scan(doc.as_bytes()).collect(),
+        on_error,
+        fle_decryptor::Action::Decrypt,
+    )
+    .await
+}
+
+/// The refusal of a document of `count` encapsulations under `limit`, checked: typed, naming
+/// both numbers and the setting, and holding no plaintext.
+fn assert_refused(
+    result: Result<fle_decryptor::Decrypted, DocumentError>,
+    count: usize,
+    limit: usize,
+) {
+    let err = result.unwrap_err();
+    assert_eq!(
+        err,
+        DocumentError::TooManyEncapsulations { count, limit },
+        "{err}"
+    );
+    let message = err.to_string();
+    assert_eq!(
+        message,
+        format!(
+            "document refused: it holds {count} distinct version-2 encapsulations (one KMS call \
+             each), more than the limit of {limit} per document; nothing was decrypted (raise \
+             max_encapsulations_per_document in [decrypt], or \
+             --max-encapsulations-per-document on the command line, to allow more)"
+        )
+    );
+    assert!(!message.contains("value-"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_over_the_encapsulation_limit_is_refused_whole_with_no_kms_call() {
+    for (arn, private) in keys() {
+        let ring = keyring(&private, arn);
+        let wire = KmsWire::start(vec![(arn.to_owned(), private)], Duration::ZERO);
+        let d = decryptor(&wire, ring.clone()).with_max_encapsulations_per_document(4);
+        // Set explicitly, the limit holds in every mode, text included.
+        for mode in [Mode::Json, Mode::Form, Mode::Text] {
+            assert_eq!(d.max_encapsulations_per_document(mode), Some(4));
+        }
+        // Ten values over five requests: five encapsulations, one over the limit.
+        let doc = document(&ring, 10, 5);
+        for on_error in [OnError::Fail, OnError::Leave, OnError::Redact] {
+            for mode in [Mode::Json, Mode::Text] {
+                assert_refused(d.decrypt(&doc, mode, on_error).await, 5, 4);
+            }
+        }
+        // Checking and re-encrypting are refused alike.
+        assert_refused(
+            d.process(
+                &doc,
+                Mode::Json,
+                OnError::Leave,
+                fle_decryptor::Action::Verify,
+            )
+            .await,
+            5,
+            4,
+        );
+        let region = as_region(&d, &ring, &doc, OnError::Redact)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            region,
+            DocumentError::TooManyEncapsulations { count: 5, limit: 4 }
+        );
+        assert_eq!(wire.stats().requests.load(Ordering::SeqCst), 0, "{arn}");
+        assert_eq!(d.budget().calls(), 0);
+        assert_eq!(d.secret_cache().len(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_the_encapsulation_limit_opens_with_one_call_each() {
+    for (arn, private) in keys() {
+        let ring = keyring(&private, arn);
+        let wire = KmsWire::start(vec![(arn.to_owned(), private)], Duration::ZERO);
+        let d = decryptor(&wire, ring.clone()).with_max_encapsulations_per_document(4);
+        // Eight values over four requests; duplicates of a value count once.
+        let doc = document(&ring, 8, 4);
+        let doubled = format!("[{0},{0}]", doc);
+        let out = d
+            .decrypt(&doubled, Mode::Json, OnError::Fail)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(v[1][7], "value-7");
+        assert_eq!(out.report.decrypted, 16);
+        assert_eq!(wire.stats().requests.load(Ordering::SeqCst), 4, "{arn}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_encapsulations_count_toward_the_limit() {
+    let private = PrivateKey::P256(p256_private());
+    let ring = keyring(&private, P256_ARN);
+    let wire = KmsWire::start(vec![(P256_ARN.to_owned(), private)], Duration::ZERO);
+    let d = decryptor(&wire, ring.clone()).with_max_encapsulations_per_document(3);
+    let mut states: Vec<RequestState> = (0..4).map(|_| RequestState::new()).collect();
+    let first = document_of(&ring, &mut states, &[0, 1, 2]);
+    d.decrypt(&first, Mode::Json, OnError::Fail).await.unwrap();
+    assert_eq!(wire.stats().derived.load(Ordering::SeqCst), 3);
+    assert_eq!(d.secret_cache().len(), 3);
+    // Three cached encapsulations and a new one: four, refused, though one call would do.
+    let second = document_of(&ring, &mut states, &[0, 1, 2, 3]);
+    assert_refused(d.decrypt(&second, Mode::Json, OnError::Leave).await, 4, 3);
+    assert_eq!(wire.stats().derived.load(Ordering::SeqCst), 3);
+    assert_eq!(d.secret_cache().hits(), 0, "the cache is not even asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_1_envelopes_do_not_count_toward_the_limit() {
+    let rsa = fle_test_support::demo_private_key();
+    let p256 = p256_private();
+    let ring = Keyring::new(vec![
+        KeyEntry::new("01".parse().unwrap(), rsa.public_key().clone()).with_kms_key_id(RSA_ARN),
+        KeyEntry::new("02".parse().unwrap(), p256.public_key().clone()).with_kms_key_id(P256_ARN),
+    ])
+    .unwrap();
+    let wire = KmsWire::start(
+        vec![
+            (RSA_ARN.to_owned(), PrivateKey::Rsa(rsa)),
+            (P256_ARN.to_owned(), PrivateKey::P256(p256)),
+        ],
+        Duration::ZERO,
+    );
+    let d = decryptor(&wire, ring.clone()).with_max_encapsulations_per_document(1);
+    let encryptor = FieldEncryptor::new(&ring, backend::default_backend()).unwrap();
+    let mut state = RequestState::new();
+    let mut values = Vec::new();
+    for i in 0..5 {
+        let mut out = String::new();
+        let key = encryptor.key_str(if i < 3 { "01" } else { "02" }).unwrap();
+        key.encrypt_in(&mut state, "v", format!("value-{i}").as_bytes(), &mut out)
+            .unwrap();
+        values.push(serde_json::Value::String(out));
+    }
+    let doc = serde_json::Value::Array(values).to_string();
+    let out = d.decrypt(&doc, Mode::Json, OnError::Fail).await.unwrap();
+    assert_eq!(out.report.decrypted, 5);
+    let stats = wire.stats();
+    // Three version-1 envelopes (three calls) and one encapsulation.
+    assert_eq!(stats.decrypted.load(Ordering::SeqCst), 3);
+    assert_eq!(stats.derived.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_limit_opens_256_encapsulations_and_refuses_257() {
+    let private = PrivateKey::P256(p256_private());
+    let ring = keyring(&private, P256_ARN);
+    let wire = KmsWire::start(vec![(P256_ARN.to_owned(), private)], Duration::ZERO);
+    let d = decryptor(&wire, ring.clone());
+    assert_eq!(fle_decryptor::DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT, 256);
+    for mode in [Mode::Json, Mode::Form] {
+        assert_eq!(d.max_encapsulations_per_document(mode), Some(256));
+    }
+    let mut states: Vec<RequestState> = (0..257).map(|_| RequestState::new()).collect();
+    let over = document_of(&ring, &mut states, &(0..257).collect::<Vec<_>>());
+    assert_refused(
+        d.decrypt(&over, Mode::Json, OnError::Redact).await,
+        257,
+        256,
+    );
+    assert_eq!(wire.stats().requests.load(Ordering::SeqCst), 0);
+    let at = document_of(&ring, &mut states, &(0..256).collect::<Vec<_>>());
+    let out = d.decrypt(&at, Mode::Json, OnError::Fail).await.unwrap();
+    assert_eq!(out.report.decrypted, 256);
+    assert_eq!(wire.stats().derived.load(Ordering::SeqCst), 256);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_documents_have_no_default_limit_but_an_explicit_one_holds() {
+    let private = PrivateKey::P256(p256_private());
+    let ring = keyring(&private, P256_ARN);
+    let wire = KmsWire::start(vec![(P256_ARN.to_owned(), private)], Duration::ZERO);
+    let d = decryptor(&wire, ring.clone());
+    assert_eq!(d.max_encapsulations_per_document(Mode::Text), None);
+    // The values of 257 requests, one over the JSON default: a log of many requests' lines.
+    let mut states: Vec<RequestState> = (0..257).map(|_| RequestState::new()).collect();
+    let log = document_of(&ring, &mut states, &(0..257).collect::<Vec<_>>());
+    assert_refused(d.decrypt(&log, Mode::Json, OnError::Fail).await, 257, 256);
+    assert_eq!(wire.stats().requests.load(Ordering::SeqCst), 0);
+    // As text, whole or as a region of a stream, it opens: one call per encapsulation.
+    let out = d.decrypt(&log, Mode::Text, OnError::Fail).await.unwrap();
+    assert_eq!(out.report.decrypted, 257);
+    let v: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+    assert_eq!(v[256], "value-256");
+    assert_eq!(wire.stats().derived.load(Ordering::SeqCst), 257);
+    let region = as_region(&d, &ring, &log, OnError::Fail).await.unwrap();
+    assert_eq!(region.report.decrypted, 257);
+    assert_eq!(&region.bytes[..], out.text.as_bytes());
+
+    // Set explicitly, even to the default's value, the limit holds in text mode too.
+    let wire = KmsWire::start(
+        vec![(P256_ARN.to_owned(), PrivateKey::P256(p256_private()))],
+        Duration::ZERO,
+    );
+    let d = decryptor(&wire, ring.clone()).with_max_encapsulations_per_document(256);
+    assert_refused(d.decrypt(&log, Mode::Text, OnError::Leave).await, 257, 256);
+    let d = decryptor(&wire, ring.clone()).with_max_encapsulations_per_document(4);
+    assert_eq!(d.max_encapsulations_per_document(Mode::Text), Some(4));
+    // Ten values over five requests: five encapsulations.
+    let five = document(&ring, 10, 5);
+    for on_error in [OnError::Fail, OnError::Leave, OnError::Redact] {
+        assert_refused(d.decrypt(&five, Mode::Text, on_error).await, 5, 4);
+    }
+    let region = as_region(&d, &ring, &five, OnError::Redact)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        region,
+        DocumentError::TooManyEncapsulations { count: 5, limit: 4 }
+    );
+    assert_eq!(wire.stats().requests.load(Ordering::SeqCst), 0);
+}

@@ -27,7 +27,9 @@ pub enum ErrorType {
     /// The body is not valid JSON (JSON mode) or form data (form mode).
     InvalidDocument,
     /// An envelope could not be decrypted under `on_error = "fail"` (the message gives its byte
-    /// offset, field and key id).
+    /// offset, field and key id), or, whatever `on_error`, the body holds more distinct
+    /// version-2 encapsulations than `max_encapsulations_per_document` allows in its mode
+    /// (unset: 256 for JSON and form bodies, no limit for text; refused before any KMS call).
     DecryptionFailed,
 }
 
@@ -329,6 +331,109 @@ mod tests {
         assert_eq!(answer.response["problems"][0]["field"], "$.ssn");
         assert_eq!(answer.response["problems"][0]["key"], "01");
         assert_eq!(answer.response["problems"][0]["offset"], 9);
+    }
+
+    /// The keyring of the demo P-256 key "02", and a provider holding its private key.
+    fn p256() -> (fle_shared::Keyring, Arc<dyn fle_decryptor::KeyProvider>) {
+        use fle_shared::{KeyEntry, Keyring, P256PrivateKey};
+        let pem = std::fs::read_to_string(root().join("keys/demo-02.key.pem")).unwrap();
+        let key = P256PrivateKey::from_pem(&pem).unwrap();
+        let keyring = Keyring::new(vec![KeyEntry::new(
+            "02".parse().unwrap(),
+            key.public_key().clone(),
+        )])
+        .unwrap();
+        let provider = Arc::new(LocalKeyProvider::new(vec![("02".parse().unwrap(), key)]));
+        (keyring, provider)
+    }
+
+    /// `secret` sealed to key "02" as the only value of a request of its own: an
+    /// encapsulation of its own.
+    fn sealed(keyring: &fle_shared::Keyring, secret: &str) -> String {
+        use fle_shared::{FieldEncryptor, RequestState};
+        let encryptor = FieldEncryptor::new(keyring, backend::default_backend()).unwrap();
+        let mut out = String::new();
+        encryptor
+            .key_str("02")
+            .unwrap()
+            .encrypt_in(&mut RequestState::new(), "v", secret.as_bytes(), &mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn too_many_encapsulations_fail_whatever_the_policy() {
+        let (keyring, provider) = p256();
+        // Two values of two requests: two encapsulations, in a text body (a limit set
+        // explicitly holds in text mode too).
+        let body = format!(
+            "a {} {} ",
+            sealed(&keyring, "secret-one"),
+            sealed(&keyring, "secret-two")
+        );
+        let setup = |limit: usize| Setup {
+            decryptor: Decryptor::new(keyring.clone(), provider.clone())
+                .with_max_encapsulations_per_document(limit),
+            mode: Mode::Text,
+            on_error: OnError::Redact,
+        };
+        let failure = run(&setup(1), json!({ "body": body, "on_error": "leave" })).unwrap_err();
+        assert_eq!(failure.error_type, ErrorType::DecryptionFailed, "{failure}");
+        assert!(
+            failure
+                .message
+                .contains("holds 2 distinct version-2 encapsulations")
+                && failure.message.contains("limit of 1")
+                && failure.message.contains("max_encapsulations_per_document")
+                && !failure.message.contains("secret-"),
+            "{failure}"
+        );
+        let answer = run(&setup(2), json!({ "body": body })).unwrap();
+        assert_eq!(answer.response["body"], "a secret-one secret-two ");
+    }
+
+    #[test]
+    fn by_default_json_bodies_are_limited_and_text_bodies_are_not() {
+        let (keyring, provider) = p256();
+        let setup = Setup {
+            decryptor: Decryptor::new(keyring.clone(), provider),
+            mode: Mode::Text,
+            on_error: OnError::Fail,
+        };
+        // 257 values of 257 requests: one over the default limit.
+        let envelopes: Vec<String> = (0..257)
+            .map(|i| sealed(&keyring, &format!("secret-{i}")))
+            .collect();
+        // A log of 257 requests' lines opens.
+        let log: String = envelopes
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("request {i}: ssn={e}\n"))
+            .collect();
+        let answer = run(&setup, json!({ "body": log })).unwrap();
+        let clear = answer.response["body"].as_str().unwrap();
+        assert!(
+            clear.starts_with("request 0: ssn=secret-0\n")
+                && clear.ends_with("request 256: ssn=secret-256\n"),
+            "{clear}"
+        );
+        assert_eq!(answer.response["decrypted"], 257, "{}", answer.response);
+        // The same values in one JSON body are refused, whatever the policy.
+        let doc = serde_json::to_string(&envelopes).unwrap();
+        let failure = run(
+            &setup,
+            json!({ "body": doc, "mode": "json", "on_error": "leave" }),
+        )
+        .unwrap_err();
+        assert_eq!(failure.error_type, ErrorType::DecryptionFailed, "{failure}");
+        assert!(
+            failure
+                .message
+                .contains("holds 257 distinct version-2 encapsulations")
+                && failure.message.contains("limit of 256")
+                && !failure.message.contains("secret-"),
+            "{failure}"
+        );
     }
 
     #[test]

@@ -240,6 +240,44 @@ mod tests {
     }
 
     #[test]
+    fn the_encapsulation_limit_comes_from_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = format!(
+            "[[keys]]\nid = \"01\"\npublic_key = {:?}\n",
+            root().join("keys/demo-01.pub.pem")
+        );
+        let limit = |table: &str| {
+            let config = write_config(dir.path(), &format!("{keyring}{table}"));
+            block_on(
+                Sources {
+                    config: Some(config),
+                    private_key: demo_key(),
+                    ..Sources::default()
+                }
+                .build(),
+            )
+            .map(|setup| {
+                [Mode::Json, Mode::Form, Mode::Text]
+                    .map(|m| setup.decryptor.max_encapsulations_per_document(m))
+            })
+            .map_err(|e| e.to_string())
+        };
+        // Unset: 256 for JSON and form bodies, no limit for text (a log of many requests).
+        let default = Some(fle_decryptor::DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT);
+        assert_eq!(limit(""), Ok([default, default, None]));
+        // Set: every mode, text included.
+        assert_eq!(
+            limit("[decrypt]\nmax_encapsulations_per_document = 3\n"),
+            Ok([Some(3); 3])
+        );
+        let err = limit("[decrypt]\nmax_encapsulations_per_document = 0\n").unwrap_err();
+        assert!(
+            err.contains("max_encapsulations_per_document must be at least 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn refusals_are_one_line() {
         let dir = tempfile::tempdir().unwrap();
         let build = |sources: Sources| block_on(sources.build()).unwrap_err().to_string();

@@ -6,10 +6,10 @@
 use fle_shared::ScanItem;
 use fle_shared::{Envelope, KeyEntry, KeyId, Keyring, Plaintext, RequestState};
 
-use super::report::Report;
+use super::report::{DocumentError, Report};
 use super::sites::Rule;
-use super::{Action, Decryptor, OnError};
-use crate::engine::decrypt_all_cached;
+use super::{Action, Decryptor, Mode, OnError};
+use crate::engine::{decrypt_all_cached, distinct_encapsulations};
 use crate::provider::ProviderError;
 
 impl Decryptor {
@@ -22,8 +22,26 @@ impl Decryptor {
             .unwrap_or_default()
     }
 
-    /// Decrypts every envelope `work` wants together, and hands their results to it.
-    pub(super) async fn decrypt_wanted(&self, work: &mut Work<'_>) {
+    /// Decrypts every envelope `work` wants together, and hands their results to it; refuses
+    /// (before any provider call) more distinct version-2 encapsulations than the limit of a
+    /// document in `mode` ([`Decryptor::max_encapsulations_per_document`]).
+    pub(super) async fn decrypt_wanted(
+        &self,
+        work: &mut Work<'_>,
+        mode: Mode,
+    ) -> Result<(), DocumentError> {
+        if let Some(limit) = self.max_encapsulations_per_document(mode) {
+            let count = distinct_encapsulations(work.wanted.iter().map(|(k, e, _)| (*k, e)));
+            if count > limit {
+                tracing::debug!(
+                    count,
+                    limit,
+                    "document refused: too many version-2 encapsulations"
+                );
+                work.wanted = Vec::new();
+                return Err(DocumentError::TooManyEncapsulations { count, limit });
+            }
+        }
         let wanted = std::mem::take(&mut work.wanted);
         // The name a path-bound envelope was sealed with: its field's, as configured.
         let names = &work.field_names;
@@ -46,6 +64,7 @@ impl Decryptor {
         drop(refs);
         drop(wanted);
         work.results = results.into_iter().map(Some).collect();
+        Ok(())
     }
 }
 

@@ -108,6 +108,16 @@ pub struct UnknownName {
 /// What [`OnError::Redact`] writes in place of an envelope.
 pub const REDACTED: &str = "[redacted]";
 
+/// The limit on distinct version-2 encapsulations (so on KMS calls) of a [`Mode::Json`] or
+/// [`Mode::Form`] document when none was set ([`Decryptor::max_encapsulations_per_document`]):
+/// 256. Text documents have no default limit.
+///
+/// A JSON or form document the edge wrote for one request has one encapsulation per key; 256
+/// leaves room for documents that gather the values of many requests (a page of stored
+/// records), while a hostile 1 MB document of minimal P-256 envelopes (about 12,000
+/// encapsulations) is refused before it costs a single call.
+pub const DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT: usize = 256;
+
 /// Decrypts documents: a keyring (which markers name which keys), a [`KeyProvider`], the
 /// [`KmsBudget`] its calls go through (concurrency, rate, retries; shared by `Arc`), and
 /// optionally the fields envelopes may stand in.
@@ -153,6 +163,9 @@ pub struct Decryptor {
     member_names: bool,
     /// Version-2 encapsulation secrets, shared by this decryptor's clones.
     secrets: Arc<SecretCache>,
+    /// Most distinct version-2 encapsulations one document may hold in every mode (at least
+    /// 1), if set; else the per-mode default ([`Decryptor::max_encapsulations_per_document`]).
+    max_encapsulations: Option<usize>,
 }
 
 impl fmt::Debug for Decryptor {
@@ -164,6 +177,7 @@ impl fmt::Debug for Decryptor {
             .field("fields", &self.fields)
             .field("member_names", &self.member_names)
             .field("secrets", &self.secrets)
+            .field("max_encapsulations", &self.max_encapsulations)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +194,7 @@ impl Decryptor {
             fields: None,
             member_names: false,
             secrets: Arc::new(SecretCache::default()),
+            max_encapsulations: None,
         }
     }
 
@@ -196,6 +211,49 @@ impl Decryptor {
     /// The cache of version-2 encapsulation secrets (its counters included).
     pub fn secret_cache(&self) -> &Arc<SecretCache> {
         &self.secrets
+    }
+
+    /// Refuses a document (or region) holding more than `limit` distinct version-2
+    /// encapsulations, in every mode, text included (0 is read as 1). Without it, JSON and form
+    /// documents are limited to [`DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT`] and text documents
+    /// are not limited ([`Decryptor::max_encapsulations_per_document`]).
+    ///
+    /// Each distinct (key, encapsulation) of a document's version-2 envelopes costs one
+    /// provider call (KMS `Decrypt` of the data key, or `DeriveSharedSecret`), all through the
+    /// shared [`KmsBudget`]: without a bound one hostile document could make thousands of
+    /// calls, slow every other caller of the budget and flush the [`SecretCache`]. They are
+    /// counted after the envelopes are found and before any call; over the limit, the call
+    /// fails with [`DocumentError::TooManyEncapsulations`] and makes no provider call at all,
+    /// whatever the [`OnError`] policy or [`Action`] (a resource refusal, not an envelope's
+    /// problem: nothing is decrypted, left or redacted). Every encapsulation counts, those
+    /// already in the secret cache too, so whether a document is refused does not depend on
+    /// what was decrypted before. Version-1 envelopes (one call per distinct envelope, bounded
+    /// by the document's size) are not counted, nor envelopes the call does not decrypt
+    /// (outside the configured fields, in member names left closed, already under a
+    /// re-encryption target).
+    pub fn with_max_encapsulations_per_document(mut self, limit: usize) -> Self {
+        self.max_encapsulations = Some(limit.max(1));
+        self
+    }
+
+    /// The most distinct version-2 encapsulations one document in `mode` may hold, or `None`
+    /// for no limit:
+    ///
+    /// - set ([`Decryptor::with_max_encapsulations_per_document`], the `[decrypt]` table's
+    ///   `max_encapsulations_per_document`, [`DecryptorBuilder::max_encapsulations_per_document`](crate::DecryptorBuilder::max_encapsulations_per_document),
+    ///   `fle --max-encapsulations-per-document`): that limit, in every mode;
+    /// - unset, [`Mode::Json`] and [`Mode::Form`]: [`DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT`]
+    ///   (such a document is one record, one request);
+    /// - unset, [`Mode::Text`] (a whole text document, or a region of a text stream through
+    ///   [`Decryptor::process_region`]): no limit. A text document (a log) holds lines written
+    ///   by many requests, one encapsulation each, so any fixed default would refuse legitimate
+    ///   logs; what it costs is bounded by the [`KmsBudget`] (concurrency and rate) instead.
+    pub fn max_encapsulations_per_document(&self, mode: Mode) -> Option<usize> {
+        match (self.max_encapsulations, mode) {
+            (Some(limit), _) => Some(limit),
+            (None, Mode::Json | Mode::Form) => Some(DEFAULT_MAX_ENCAPSULATIONS_PER_DOCUMENT),
+            (None, Mode::Text) => None,
+        }
     }
 
     /// Makes every provider call through `budget` (concurrency permit, rate token, retries),
@@ -275,9 +333,10 @@ impl Decryptor {
     }
 
     /// Applies a `[decrypt]` table's settings that shape the decryptor: its field restriction,
-    /// whether member names are decrypted, and, when it sets `rate_per_second` or
-    /// `concurrency`, a budget of its own ([`KmsBudget::from_config`]) instead of the current
-    /// one. (Mode and error policy are per call.)
+    /// whether member names are decrypted, the most version-2 encapsulations per document when
+    /// it sets one ([`Decryptor::with_max_encapsulations_per_document`]), and, when it sets
+    /// `rate_per_second` or `concurrency`, a budget of its own ([`KmsBudget::from_config`])
+    /// instead of the current one. (Mode and error policy are per call.)
     ///
     /// A table read by [`DecryptConfig::from_toml_str`](crate::DecryptConfig::from_toml_str)
     /// always makes a valid budget; a hand-built one that does not leaves the budget as it was
@@ -293,12 +352,16 @@ impl Decryptor {
         self
     }
 
-    /// The field restriction and member-name setting of a `[decrypt]` table.
+    /// The field restriction, member-name setting and encapsulation limit of a `[decrypt]`
+    /// table.
     pub(crate) fn with_table(mut self, config: &crate::DecryptConfig) -> Self {
         if let Some(fields) = &config.fields {
             self = self.only_fields(fields.clone());
         }
         self.member_names = config.decrypt_member_names;
+        if let Some(limit) = config.max_encapsulations_per_document {
+            self = self.with_max_encapsulations_per_document(limit);
+        }
         self
     }
 
@@ -310,7 +373,9 @@ impl Decryptor {
     /// Decrypts every envelope in `doc`. Under [`OnError::Fail`] the first problem (in
     /// document order) fails the call; otherwise problems are applied and reported in
     /// [`Decrypted::report`]. Marker-injection findings never fail a call: those envelopes
-    /// stay encrypted.
+    /// stay encrypted. A document with more distinct version-2 encapsulations than
+    /// [`Decryptor::max_encapsulations_per_document`] allows in `mode` fails whatever the
+    /// policy ([`DocumentError::TooManyEncapsulations`]), before any provider call.
     pub async fn decrypt(
         &self,
         doc: &str,
@@ -406,8 +471,9 @@ impl Decryptor {
 
         // 1. Find the sites, and in them the envelopes to decrypt.
         self.find_sites(&mut work, mode, doc, text, items.as_deref())?;
-        // 2. Decrypt them together.
-        self.decrypt_wanted(&mut work).await;
+        // 2. Decrypt them together (refused whole, before any call, over the encapsulation
+        //    limit).
+        self.decrypt_wanted(&mut work, mode).await?;
         // 3. Render every site, in document order, straight into the output.
         let out = self.render_sites(&mut work, mode, doc, text, items)?;
         let out = if verify {

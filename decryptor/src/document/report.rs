@@ -157,6 +157,22 @@ pub enum DocumentError {
     /// An envelope failed under [`OnError::Fail`].
     #[error(transparent)]
     Envelope(Box<Problem>),
+    /// The document holds more distinct version-2 encapsulations (one KMS call each) than
+    /// [`Decryptor::max_encapsulations_per_document`] allows in its mode (by default 256 for
+    /// JSON and form documents, no limit for text; a limit set explicitly applies to every
+    /// mode): refused whole before any provider call, whatever the error policy.
+    #[error(
+        "document refused: it holds {count} distinct version-2 encapsulations (one KMS call \
+         each), more than the limit of {limit} per document; nothing was decrypted (raise \
+         max_encapsulations_per_document in [decrypt], or --max-encapsulations-per-document \
+         on the command line, to allow more)"
+    )]
+    TooManyEncapsulations {
+        /// Distinct (key, encapsulation) pairs among the version-2 envelopes to decrypt.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// One trace event per document or region: counts, never content.
