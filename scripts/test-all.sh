@@ -8,7 +8,8 @@
 # Node.js (runs the Lambda@Edge package in the tests), LocalStack in a virtualenv (the tests
 # start it on a free loopback port themselves),
 # a Python virtualenv with pyca/cryptography and pyhpke (Python interop), Java 17 and @hpke/core
-# (npm, into target/test-env/node) for the recipes of docs/RECIPES.md, and cargo-deny. Then: format,
+# (npm, into target/test-env/node) for the recipes of docs/RECIPES.md, the deployment tools
+# (cfn-lint, parliament, moto, the AWS CLI, in target/test-env/deploy), and cargo-deny. Then: format,
 # clippy (native and wasm32), docs, cargo-deny, the wasm32 build, doc tests, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ export CARGO_INCREMENTAL=0
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-step "Disk space (the whole run needs about 4.5 GB: target/, fuzz/target/, the Python environments)"
+step "Disk space (the whole run needs about 5 GB: target/, fuzz/target/, the Python environments)"
 df -h "$root" | tail -1
 
 step "Rust toolchain: rustfmt, clippy, wasm32-unknown-unknown"
@@ -67,8 +68,18 @@ fi
 export FLE_LOCALSTACK_PYTHON="$ls_venv/bin/python"
 "$FLE_LOCALSTACK_PYTHON" -c 'import localstack; print("localstack-core installed")'
 
+step "Deployment tools (cfn-lint, parliament, moto's server, the AWS CLI: tests/deploy.rs)"
+deploy_venv="$root/target/test-env/deploy"
+if ! "$deploy_venv/bin/python" -c 'import cfnlint, parliament, moto, awscli, boto3' 2>/dev/null; then
+    python3 -m venv "$deploy_venv"
+    "$deploy_venv/bin/pip" install -q --disable-pip-version-check \
+        'cfn-lint==1.58.0' 'parliament==1.6.4' 'moto[server]==5.2.5' 'awscli==1.46.2'
+fi
+export FLE_DEPLOY_PYTHON="$deploy_venv/bin/python"
+"$deploy_venv/bin/cfn-lint" --version
+
 # Every test below must run: a test whose external helper (FLE_PYTHON, FLE_LOCALSTACK_PYTHON,
-# node, openssl) is missing fails instead of skipping itself (fle_test_support::require).
+# FLE_DEPLOY_PYTHON, node, openssl) is missing fails instead of skipping itself (fle_test_support::require).
 export FLE_REQUIRE_ALL=1
 
 step "cargo-deny"

@@ -21,8 +21,15 @@ pub struct LocalStack {
 }
 
 impl LocalStack {
-    /// Starts LocalStack and waits until it answers its health check (at most 120 s).
+    /// Starts LocalStack (KMS and STS) and waits until it answers its health check (at most
+    /// 120 s).
     pub fn start() -> LocalStack {
+        Self::start_services("kms,sts")
+    }
+
+    /// Starts LocalStack with the services named (comma-separated, KMS among them), e.g.
+    /// `"kms,sts,iam,cloudformation"` to deploy templates.
+    pub fn start_services(services: &str) -> LocalStack {
         let python = crate::tools::Tool::LocalStack.program().unwrap_or_else(|| {
             panic!(
                 "FLE_LOCALSTACK_PYTHON is not set: run ./scripts/test-all.sh, which installs LocalStack \
@@ -41,7 +48,7 @@ impl LocalStack {
         command
             .args(["-m", "localstack.runtime.main"])
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SERVICES", "kms,sts")
+            .env("SERVICES", services)
             .env("LOCALSTACK_VOLUME_DIR", dir.path())
             .env("FILESYSTEM_ROOT", dir.path())
             .env("SKIP_SSL_CERT_DOWNLOAD", "1")

@@ -22,11 +22,21 @@ pub enum Tool {
     Node,
     /// The openssl command line: `$FLE_OPENSSL`, else `openssl` on `PATH`.
     OpenSsl,
+    /// `$FLE_DEPLOY_PYTHON`: Python with cfn-lint, parliament, moto's server and the AWS CLI
+    /// (`target/test-env/deploy`), for the deployment templates' tests. Its `bin/` holds
+    /// `aws`, `cfn-lint` and `moto_server`.
+    Deploy,
 }
 
 impl Tool {
     /// Every tool.
-    pub const ALL: [Tool; 4] = [Tool::Python, Tool::LocalStack, Tool::Node, Tool::OpenSsl];
+    pub const ALL: [Tool; 5] = [
+        Tool::Python,
+        Tool::LocalStack,
+        Tool::Node,
+        Tool::OpenSsl,
+        Tool::Deploy,
+    ];
 
     /// The variable that names the program.
     pub fn var(self) -> &'static str {
@@ -35,6 +45,7 @@ impl Tool {
             Tool::LocalStack => "FLE_LOCALSTACK_PYTHON",
             Tool::Node => "FLE_NODE",
             Tool::OpenSsl => "FLE_OPENSSL",
+            Tool::Deploy => "FLE_DEPLOY_PYTHON",
         }
     }
 
@@ -44,7 +55,7 @@ impl Tool {
         match std::env::var_os(self.var()).filter(|v| !v.is_empty()) {
             Some(p) => Some(p),
             None => match self {
-                Tool::Python | Tool::LocalStack => None,
+                Tool::Python | Tool::LocalStack | Tool::Deploy => None,
                 Tool::Node => Some("node".into()),
                 Tool::OpenSsl => Some("openssl".into()),
             },
@@ -61,7 +72,8 @@ impl Tool {
 
     /// Whether the tool runs (checked once per process).
     pub fn available(self) -> bool {
-        static FOUND: [OnceLock<bool>; 4] = [const { OnceLock::new() }; 4];
+        static FOUND: [OnceLock<bool>; Tool::ALL.len()] =
+            [const { OnceLock::new() }; Tool::ALL.len()];
         *FOUND[self as usize].get_or_init(|| self.probe())
     }
 
@@ -74,6 +86,7 @@ impl Tool {
             Tool::LocalStack => &["-c", "import localstack"],
             Tool::Node => &["--version"],
             Tool::OpenSsl => &["version"],
+            Tool::Deploy => &["-c", "import cfnlint, parliament, moto, awscli, boto3"],
         };
         Command::new(program)
             .args(args)
@@ -97,6 +110,10 @@ impl Tool {
             ),
             Tool::Node => format!("node not found (PATH, or {})", self.var()),
             Tool::OpenSsl => format!("openssl not found (PATH, or {})", self.var()),
+            Tool::Deploy => format!(
+                "{} (Python with cfn-lint, parliament, moto and the AWS CLI) not set or not working",
+                self.var()
+            ),
         }
     }
 

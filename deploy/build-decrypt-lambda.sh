@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the decrypt Lambda's `bootstrap` (fle-decrypt-lambda, release) for provided.al2023 and
+# prints its path.
+#
+#   deploy/build-decrypt-lambda.sh [x86_64|arm64]      (default: x86_64)
+#
+# FLE_CARGO_PROFILE picks the cargo profile (default release; the tests use dev, already built).
+# The same architecture as this machine: a plain cargo build. Amazon Linux 2023 has glibc 2.34:
+# the script refuses a binary that needs a newer glibc (built on a newer distribution than
+# Debian 12 or Ubuntu 22.04), rather than ship one that cannot start.
+# The other architecture: with cargo-lambda installed (`cargo lambda build`, Zig as linker),
+# else with the target installed and a cross linker (Debian: gcc-aarch64-linux-gnu or
+# gcc-x86-64-linux-gnu), else it says what is missing.
+set -euo pipefail
+
+arch=${1:-x86_64}
+root=$(cd "$(dirname "$0")/.." && pwd)
+case $arch in
+    x86_64) triple=x86_64-unknown-linux-gnu; gcc=x86_64-linux-gnu-gcc ;;
+    arm64) triple=aarch64-unknown-linux-gnu; gcc=aarch64-linux-gnu-gcc ;;
+    *) echo "build-decrypt-lambda.sh: architecture must be x86_64 or arm64, not $arch" >&2; exit 2 ;;
+esac
+host=$(uname -m)
+[ "$host" = aarch64 ] && host=arm64
+
+# artifact: the one executable of fle-decrypt-lambda in cargo's JSON messages on stdin.
+artifact() {
+    python3 -c '
+import json, sys
+found = sorted({m["executable"] for m in map(json.loads, (l for l in sys.stdin if l.startswith("{")))
+                if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "fle-decrypt-lambda"
+                and m.get("executable")})
+if len(found) != 1:
+    sys.exit(f"build-decrypt-lambda.sh: cargo reported {len(found)} executables: {found}")
+print(found[0])'
+}
+
+build() {
+    (cd "$root" && cargo build --profile "${FLE_CARGO_PROFILE:-release}" --locked -q \
+        -p fle-decrypt-lambda --bin fle-decrypt-lambda \
+        --message-format=json-render-diagnostics "$@") | artifact
+}
+
+if [ "$arch" = "$host" ]; then
+    bin=$(build)
+elif cargo lambda --version >/dev/null 2>&1; then
+    (cd "$root" && cargo lambda build --release --locked -p fle-decrypt-lambda --bin fle-decrypt-lambda \
+        "--$arch" >&2)
+    bin=$root/target/lambda/fle-decrypt-lambda/bootstrap
+elif command -v "$gcc" >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
+    upper=$(echo "$triple" | tr 'a-z-' 'A-Z_')
+    bin=$(env "CARGO_TARGET_${upper}_LINKER=$gcc" "CC_${triple//-/_}=$gcc" build --target "$triple")
+else
+    echo "build-decrypt-lambda.sh: cannot build for $arch on $host: install cargo-lambda" \
+        "(cargo install cargo-lambda; it needs Zig: pip install ziglang), or" \
+        "rustup target add $triple and the cross compiler $gcc; or build on an $arch machine" \
+        "and set FLE_DECRYPT_BOOTSTRAP" >&2
+    exit 1
+fi
+
+# glibc: provided.al2023 has 2.34. Refuse a binary that needs more (objdump from binutils).
+if command -v objdump >/dev/null; then
+    need=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+    if [ -n "$need" ] && [ "$(printf '%s\n2.34\n' "$need" | sort -V | tail -1)" != 2.34 ]; then
+        echo "build-decrypt-lambda.sh: $bin needs glibc $need; provided.al2023 has 2.34." \
+            "Build on an older distribution, or with cargo-lambda (cargo lambda build --$arch)." >&2
+        exit 1
+    fi
+fi
+echo "$bin"
