@@ -177,3 +177,50 @@ fn lambda_edge_package_writes_version_2() {
         }
     }
 }
+
+#[test]
+fn lambda_edge_package_reuses_an_encapsulation_within_limits() {
+    require!(Tool::Node);
+    let reference: Value =
+        serde_json::from_str(&read(&fixture("events/reference-3x6.json"))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[keys]]\nid = \"01\"\npublic_key = {:?}\n\
+         [edge]\nkey = \"01\"\nfields = [\"fname\", \"lname\", \"email\", \"ssn\", \"dob\", \"phone\"]\n\
+         reuse_encapsulation = {{ seconds = 3600, requests = 2 }}\n",
+        root().join("keys/demo-02.pub.pem").to_str().unwrap(),
+    );
+    let (package, _, _) = build_lambda_edge_package(dir.path(), &config);
+    // The bundled configuration keeps the setting.
+    assert!(read(&package.join("fle.toml")).contains("reuse_encapsulation"));
+    let private =
+        fle_shared::PrivateKey::from_pem(&read(&root().join("keys/demo-02.key.pem"))).unwrap();
+    let keyring = Keyring::from_toml_file(package.join("fle.toml")).unwrap();
+    let events = vec![reference; 3];
+    let (_, results, _) = run_lambda_edge(&package, &events, true);
+    let mut encaps = Vec::new();
+    let mut indexes = Vec::new();
+    for result in &results {
+        let body = result["body"]["data"].as_str().unwrap();
+        let (values, _) = open_v2_envelopes(&keyring, &private, body);
+        assert_eq!(values.len(), 18);
+        assert_eq!(values[3], "123-45-6789");
+        for item in keyring.scanner().scan_str(body) {
+            let fle_shared::ScanItem::Envelope(f) = item else {
+                panic!("malformed")
+            };
+            let fle_shared::Envelope::V2(token) = &f.envelope else {
+                panic!("not version 2")
+            };
+            encaps.push(token.encapsulation().to_vec());
+            indexes.push(token.index());
+        }
+    }
+    // The first two requests share one encapsulation (the host's clock is read, the age limit
+    // is far), its index going on; the third (requests = 2) gets a new one.
+    assert!(encaps[..36].iter().all(|e| *e == encaps[0]));
+    assert!(encaps[36..].iter().all(|e| *e == encaps[36]));
+    assert_ne!(encaps[0], encaps[36]);
+    assert_eq!(indexes[..36], (0..36).collect::<Vec<u32>>()[..]);
+    assert_eq!(indexes[36..], (0..18).collect::<Vec<u32>>()[..]);
+}

@@ -2,8 +2,8 @@
 //
 // Lambda@Edge runs only managed runtimes, so the Rust core is a WebAssembly module
 // (fle_edge.wasm). This loader gives it RSA-OAEP-SHA256 and random bytes from Node's crypto
-// (OpenSSL, one cached KeyObject per key), P-256 key pairs and ECDH for envelope version 2,
-// and exports `handler`. The configuration (fle.toml,
+// (OpenSSL, one cached KeyObject per key), P-256 key pairs and ECDH for envelope version 2, the
+// time (for reuse_encapsulation's age limit), and exports `handler`. The configuration (fle.toml,
 // public keys inline) sits next to this file in the package, since Lambda@Edge has no
 // environment variables. Everything else, including every security rule, is in the Rust core.
 //
@@ -70,6 +70,10 @@ const imports = {
       } finally {
         if (dh) dh.fill(0);
       }
+    },
+    // Envelope version 2 with reuse_encapsulation: the time for its age limit, in milliseconds.
+    now_ms() {
+      return Date.now();
     },
     random_fill(ptr, len) {
       try {

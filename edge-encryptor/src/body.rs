@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use fle_shared::body::json::JsonError;
 use fle_shared::body::{form::FormError, Seg};
-use fle_shared::{EncryptError, KeyEncryptor, RequestState, Scanner};
+use fle_shared::{EncapsulationCache, EncryptError, KeyEncryptor, RequestState, Scanner};
 
 use crate::config::{FieldSelector, MarkerPolicy};
 use crate::guard;
@@ -36,8 +36,19 @@ pub(crate) struct Rules<'e> {
     pub max_body: usize,
     /// With `bind_paths`: each rule's name, bound into its values' envelopes.
     pub bound_names: Option<&'e [String]>,
-    /// The body's version-2 encapsulations: one per key, made at its first value.
+    /// The request's version-2 encapsulations: one per key, made at its first value (or taken
+    /// from `reuse`).
     pub state: RefCell<RequestState>,
+    /// With `reuse_encapsulation`: where `state`'s encapsulations go back when the request ends.
+    pub reuse: Option<&'e EncapsulationCache>,
+}
+
+impl Drop for Rules<'_> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.reuse {
+            cache.finish(std::mem::take(self.state.get_mut()));
+        }
+    }
 }
 
 impl<'e> Rules<'e> {

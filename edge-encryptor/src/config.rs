@@ -33,6 +33,7 @@
 //! max_body_bytes = 1000000                     # largest body forwarded after encryption (CloudFront: 1 MB)
 //! max_encrypted_values = 1000                  # most values encrypted in one request
 //! bind_paths = false                           # true: bind each value to its field (envelope v2 keys only)
+//! reuse_encapsulation = { seconds = 60, requests = 1000 }  # default: off; envelope v2 keys only
 //! ```
 //!
 //! With `bind_paths = true` every value is sealed with its field's name in the associated data
@@ -40,6 +41,13 @@
 //! `$['card']['number']`), so an envelope copied into another field does not open there. Every
 //! field's key must write envelope version 2 (a P-256 key, or `envelope = "v2"`); decryptors
 //! open such values only with the same `fields` (`[decrypt] fields`, `--fields`).
+//!
+//! With `reuse_encapsulation` (off by default) a version-2 encapsulation is reused by later
+//! requests while it is younger than `seconds` (1 to 86,400) and has served fewer than
+//! `requests` requests (1 to 1,000,000); both are required. Fewer asymmetric operations at the
+//! edge and fewer KMS calls when decrypting, at a cost: the requests that share one are linkable
+//! by its bytes, and its secret opens every value of all of them. Every field's key must write
+//! envelope version 2.
 //!
 //! Requests whose method or URI is not listed pass through untouched: no field rule applies.
 //!
@@ -181,6 +189,36 @@ pub struct EdgeConfig {
     pub max_encrypted_values: usize,
     /// Whether each value is bound to its field's name (envelope version 2 only).
     pub bind_paths: bool,
+    /// Reuse of one version-2 encapsulation across requests, within limits; `None` (the
+    /// default): one per request.
+    pub reuse_encapsulation: Option<EncapsulationReuse>,
+}
+
+/// `reuse_encapsulation`: how long and for how many requests one version-2 encapsulation
+/// serves (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncapsulationReuse {
+    /// Age limit in seconds (1 to 86,400): a request starting later gets a new encapsulation.
+    pub seconds: u64,
+    /// Most requests under one encapsulation (1 to 1,000,000).
+    pub requests: u64,
+}
+
+/// Largest `reuse_encapsulation.seconds`: one day.
+pub const MAX_REUSE_SECONDS: u64 = 86_400;
+
+/// Largest `reuse_encapsulation.requests`.
+pub const MAX_REUSE_REQUESTS: u64 = 1_000_000;
+
+/// Refuses reuse limits outside their ranges.
+pub fn check_reuse(reuse: &EncapsulationReuse) -> Result<(), ConfigError> {
+    if !(1..=MAX_REUSE_SECONDS).contains(&reuse.seconds) {
+        return Err(ConfigError::ReuseSeconds(reuse.seconds));
+    }
+    if !(1..=MAX_REUSE_REQUESTS).contains(&reuse.requests) {
+        return Err(ConfigError::ReuseRequests(reuse.requests));
+    }
+    Ok(())
 }
 
 /// Default cap on values encrypted per request: more than a 1 MB body of RSA-2048 envelopes
@@ -390,6 +428,18 @@ struct EdgeSpec {
     max_encrypted_values: Option<usize>,
     #[serde(default)]
     bind_paths: bool,
+    reuse_encapsulation: Option<ReuseSpec>,
+}
+
+/// `reuse_encapsulation = { seconds = N, requests = M }`: both required.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "reuse_encapsulation = { seconds = N, requests = M }"
+)]
+struct ReuseSpec {
+    seconds: u64,
+    requests: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -551,6 +601,13 @@ impl EdgeConfigBuilder {
         self
     }
 
+    /// Reuses one version-2 encapsulation per key for at most `seconds` and `requests`
+    /// requests (`reuse_encapsulation`; envelope version 2 keys only).
+    pub fn reuse_encapsulation(mut self, seconds: u64, requests: u64) -> Self {
+        self.spec.reuse_encapsulation = Some(ReuseSpec { seconds, requests });
+        self
+    }
+
     /// Checks the configuration as a TOML `[edge]` table is checked.
     pub fn build(self) -> Result<EdgeConfig, ConfigError> {
         self.spec.validate()
@@ -636,6 +693,13 @@ impl EdgeSpec {
                 return Err(ConfigError::RetiredMarker(marker.clone()));
             }
         }
+        let reuse_encapsulation = self.reuse_encapsulation.map(|r| EncapsulationReuse {
+            seconds: r.seconds,
+            requests: r.requests,
+        });
+        if let Some(reuse) = &reuse_encapsulation {
+            check_reuse(reuse)?;
+        }
         Ok(EdgeConfig {
             fields,
             content_types,
@@ -651,6 +715,7 @@ impl EdgeSpec {
             max_body_bytes,
             max_encrypted_values,
             bind_paths: self.bind_paths,
+            reuse_encapsulation,
         })
     }
 }
@@ -706,6 +771,25 @@ pub enum ConfigError {
         /// The key.
         key: KeyId,
     },
+    /// `reuse_encapsulation` with a field whose key writes envelope version 1, which has no
+    /// encapsulation to reuse.
+    #[error(
+        "reuse_encapsulation: field {field} uses key {key}, which writes envelope version 1 (one \
+         RSA operation per value, nothing to reuse); give the key envelope = \"v2\" (or a P-256 \
+         key) or remove reuse_encapsulation"
+    )]
+    ReuseNeedsV2 {
+        /// The field.
+        field: String,
+        /// The key.
+        key: KeyId,
+    },
+    /// `reuse_encapsulation.seconds` outside 1..=86400.
+    #[error("reuse_encapsulation.seconds = {0}: must be between 1 and 86400")]
+    ReuseSeconds(u64),
+    /// `reuse_encapsulation.requests` outside 1..=1000000.
+    #[error("reuse_encapsulation.requests = {0}: must be between 1 and 1000000")]
+    ReuseRequests(u64),
     /// A key the keyring does not have.
     #[error("field {field} uses key {key}, which is not in the keyring")]
     UnknownKey {
@@ -960,6 +1044,7 @@ query = "encrypt"
 retired_markers = ["OLD:"]
 max_encrypted_values = 50
 max_body_bytes = 500000
+reuse_encapsulation = { seconds = 60, requests = 1000 }
 "#,
         )
         .unwrap();
@@ -979,9 +1064,17 @@ max_body_bytes = 500000
             .retired_markers(["OLD:"])
             .max_encrypted_values(50)
             .max_body_bytes(500_000)
+            .reuse_encapsulation(60, 1000)
             .build()
             .unwrap();
         assert_eq!(format!("{built:?}"), format!("{toml:?}"));
+        assert_eq!(
+            built.reuse_encapsulation,
+            Some(EncapsulationReuse {
+                seconds: 60,
+                requests: 1000
+            })
+        );
         assert_eq!(
             format!(
                 "{:?}",
@@ -1005,6 +1098,23 @@ max_body_bytes = 500000
         assert!(refused(base().uris(["api"])).contains("must start with"));
         assert!(refused(base().max_body_bytes(2_000_000)).contains("max_body_bytes"));
         assert!(refused(base().max_encrypted_values(0)).contains("max_encrypted_values"));
+        assert!(matches!(
+            base().reuse_encapsulation(0, 10).build(),
+            Err(ConfigError::ReuseSeconds(0))
+        ));
+        assert!(matches!(
+            base().reuse_encapsulation(86_401, 10).build(),
+            Err(ConfigError::ReuseSeconds(86_401))
+        ));
+        assert!(matches!(
+            base().reuse_encapsulation(60, 0).build(),
+            Err(ConfigError::ReuseRequests(0))
+        ));
+        assert!(matches!(
+            base().reuse_encapsulation(60, 1_000_001).build(),
+            Err(ConfigError::ReuseRequests(1_000_001))
+        ));
+        assert_eq!(base().build().unwrap().reuse_encapsulation, None);
         assert!(refused(base().retired_markers(["#"])).contains("retired marker"));
         assert!(refused(base().exclude_uris(["/Health"])).contains("not in lower case"));
         assert!(refused(base().fields(["user[ssn]"])).contains("invalid field selector"));

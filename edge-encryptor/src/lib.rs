@@ -83,14 +83,14 @@ use std::path::Path;
 
 pub use body::{BodyError, JSON_VALUE_TAG, MAX_DEPTH, NEUTRALISER};
 pub use config::{
-    BodyKind, ConfigError, EdgeConfig, EdgeConfigBuilder, FieldRule, FieldSelector, MarkerPolicy,
-    NameMatching, QueryPolicy, UnparseablePolicy, UriCase,
+    BodyKind, ConfigError, EdgeConfig, EdgeConfigBuilder, EncapsulationReuse, FieldRule,
+    FieldSelector, MarkerPolicy, NameMatching, QueryPolicy, UnparseablePolicy, UriCase,
 };
 pub use event::{
     BodyEncoding, EventError, Header, Headers, OriginRequest, Outcome, Rejection, RequestBody,
 };
 use fle_shared::backend::Backend;
-use fle_shared::{EnvelopeVersion, FieldEncryptor, Keyring};
+use fle_shared::{EncapsulationCache, EnvelopeVersion, FieldEncryptor, Keyring, ReuseLimits};
 pub use uri::UriError;
 
 /// The edge encryptor: keyring, configuration and prepared keys. Build once (at module load),
@@ -102,6 +102,55 @@ pub struct EdgeEncryptor {
     encryptor: FieldEncryptor,
     /// With `bind_paths`: each field rule's name, bound into its values' envelopes.
     bound_names: Option<Vec<String>>,
+    /// With `reuse_encapsulation`: the version-2 encapsulations kept between requests.
+    reuse: Option<EncapsulationCache>,
+    /// The time for `reuse_encapsulation`'s age limit.
+    clock: Box<dyn Clock>,
+}
+
+/// Where the edge reads the time for `reuse_encapsulation`'s age limit
+/// ([`EdgeEncryptor::with_clock`]).
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since a fixed point, not going backwards; `None` when there is no clock,
+    /// and then no encapsulation is reused (each request makes its own).
+    fn now_ms(&self) -> Option<u64>;
+}
+
+/// The default [`Clock`]: the process's monotonic clock (`std::time::Instant`). On
+/// `wasm32-unknown-unknown`, which has no clock, it has no time (so nothing is reused) unless
+/// the host gives one (the Lambda@Edge module does, from `Date.now()`).
+#[derive(Debug)]
+pub struct MonotonicClock {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    start: std::time::Instant,
+}
+
+impl MonotonicClock {
+    /// A clock counting from now.
+    pub fn new() -> Self {
+        MonotonicClock {
+            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    fn now_ms(&self) -> Option<u64> {
+        u64::try_from(self.start.elapsed().as_millis()).ok()
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    fn now_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl EdgeEncryptor {
@@ -129,9 +178,29 @@ impl EdgeEncryptor {
                         key: rule.key.clone(),
                     })
                 }
+                Some(key)
+                    if config.reuse_encapsulation.is_some()
+                        && key.envelope() == EnvelopeVersion::V1 =>
+                {
+                    return Err(ConfigError::ReuseNeedsV2 {
+                        field: rule.selector.to_string(),
+                        key: rule.key.clone(),
+                    })
+                }
                 Some(_) => {}
             }
         }
+        let reuse = match &config.reuse_encapsulation {
+            None => None,
+            Some(reuse) => {
+                config::check_reuse(reuse)?;
+                Some(EncapsulationCache::new(ReuseLimits {
+                    max_age_ms: reuse.seconds * 1000,
+                    // At most 1,000,000 (checked).
+                    max_requests: u32::try_from(reuse.requests).unwrap_or(u32::MAX),
+                }))
+            }
+        };
         // The names values are bound to (docs/ENVELOPE.md section 5.3), one per rule.
         let bound_names = config.bind_paths.then(|| {
             config
@@ -151,7 +220,16 @@ impl EdgeEncryptor {
             config,
             encryptor,
             bound_names,
+            reuse,
+            clock: Box::new(MonotonicClock::new()),
         })
+    }
+
+    /// Reads the time for `reuse_encapsulation` from `clock` instead of [`MonotonicClock`]
+    /// (tests drive it; the Lambda@Edge module gives the host's).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     /// Reads the keyring (`[[keys]]`) and the `[edge]` table from one TOML text; relative key
@@ -203,7 +281,11 @@ impl EdgeEncryptor {
             max_values: self.config.max_encrypted_values,
             max_body: self.config.max_body_bytes,
             bound_names: self.bound_names.as_deref(),
-            state: Default::default(),
+            state: std::cell::RefCell::new(match &self.reuse {
+                Some(cache) => cache.begin(self.clock.now_ms()),
+                None => fle_shared::RequestState::new(),
+            }),
+            reuse: self.reuse.as_ref(),
         }
     }
 

@@ -57,7 +57,9 @@ mod secret;
 mod stream;
 mod v2;
 
-pub use encrypt::{EncryptError, FieldEncryptor, KeyEncryptor, RequestState};
+pub use encrypt::{
+    EncapsulationCache, EncryptError, FieldEncryptor, KeyEncryptor, RequestState, ReuseLimits,
+};
 pub use envelope::{
     is_payload_byte, v1_envelope_len, v1_payload_len, write_v1, Envelope, EnvelopeError,
 };

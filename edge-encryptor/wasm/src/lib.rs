@@ -15,6 +15,12 @@
 //! - `rsa_oaep_sha256_encrypt(key, in_ptr, in_len, out_ptr, out_len) -> i32`: RSA-OAEP with
 //!   SHA-256 and MGF1-SHA-256, empty label, writing exactly `out_len` bytes; 0 on success.
 //! - `random_fill(ptr, len) -> i32`: cryptographically secure random bytes; 0 on success.
+//! - `p256_encap(peer_ptr, enc_ptr, dh_ptr) -> i32`: a fresh P-256 key pair's uncompressed
+//!   public point (65 bytes) and its ECDH secret with the 65-byte point at `peer_ptr` (32
+//!   bytes); 0 on success.
+//! - `now_ms() -> f64`: the host's time in milliseconds (`Date.now()`), for
+//!   `reuse_encapsulation`'s age limit (wasm32-unknown-unknown has no clock of its own). A value
+//!   that is not a time (NaN, negative) means no time: nothing is reused then.
 //!
 //! Exports:
 //! - `memory`; `fle_alloc(len) -> ptr` and `fle_free(ptr, len)` for buffers crossing the boundary.

@@ -24,6 +24,21 @@ extern "C" {
     ) -> i32;
     fn random_fill(ptr: *mut u8, len: usize) -> i32;
     fn p256_encap(peer_ptr: *const u8, enc_ptr: *mut u8, dh_ptr: *mut u8) -> i32;
+    fn now_ms() -> f64;
+}
+
+/// The host's clock (`Date.now()`), for `reuse_encapsulation`'s age limit:
+/// wasm32-unknown-unknown has none of its own (`std::time::Instant::now` panics there).
+#[derive(Debug)]
+struct HostClock;
+
+impl fle_edge_encryptor::Clock for HostClock {
+    fn now_ms(&self) -> Option<u64> {
+        // SAFETY: no arguments, no memory shared; the host returns a number.
+        let ms = unsafe { now_ms() };
+        // Not a time (NaN, negative, beyond 2^53): no time, so nothing is reused.
+        (ms.is_finite() && (0.0..=9_007_199_254_740_992.0).contains(&ms)).then_some(ms as u64)
+    }
 }
 
 fn host_random(buf: &mut [u8]) -> Result<(), getrandom::Error> {
@@ -196,6 +211,7 @@ pub unsafe extern "C" fn fle_init(ptr: *mut u8, len: usize, host_rsa: i32) -> *m
     };
     match EdgeEncryptor::from_toml_str(text, Path::new("/"), backend) {
         Ok(edge) => {
+            let edge = edge.with_clock(HostClock);
             EDGE.with(|cell| *cell.borrow_mut() = Some(edge));
             result(0, backend.name().as_bytes())
         }
