@@ -13,6 +13,8 @@
 #   decrypt  uploads fle-decrypt-lambda.zip and deploys deploy/decrypt.yaml in FLE_REGION
 #   edge     uploads fle-lambda-edge.zip and deploys deploy/edge.yaml in us-east-1
 #   partner  deploys deploy/partner-access.yaml in FLE_REGION
+#   deployer (never by default; once, by an administrator) deploys deploy/deployer.yaml: the
+#            deployer's policy and the permissions boundary of every fle-* role
 #
 # Settings come from the environment, or from --env FILE (shell assignments; sourced). Needs the
 # AWS CLI, python3, and for `package` the Rust toolchain (or FLE_BIN and FLE_DECRYPT_BOOTSTRAP).
@@ -29,19 +31,18 @@ while [ $# -gt 0 ]; do
         --env) [ $# -ge 2 ] || usage; set -a; # shellcheck disable=SC1090
                . "$2"; set +a; shift 2 ;;
         -h|--help) usage ;;
-        key|package|decrypt|edge|partner) steps+=("$1"); shift ;;
+        key|package|decrypt|edge|partner|deployer) steps+=("$1"); shift ;;
         *) echo "deploy.sh: unknown step or option: $1" >&2; usage ;;
     esac
 done
 
 : "${FLE_REGION:?set FLE_REGION: the region of the key and the decrypt Lambda}"
 prefix=${FLE_STACK_PREFIX:-fle}
-case $prefix in fle*) ;; *) die "FLE_STACK_PREFIX must start with fle (the deployer policy allows fle-* only)";; esac
+case $prefix in fle|fle-*) ;; *) die "FLE_STACK_PREFIX must be fle or start with fle- (the deployer policy allows stacks fle-* only)";; esac
 key_stack=$prefix-key
 decrypt_stack=$prefix-decrypt
 edge_stack=$prefix-edge
 partner_stack=$prefix-partner
-key_spec=${FLE_KEY_SPEC:-RSA_2048}
 key_id=${FLE_KEY_ID:-01}
 decrypt_function=${FLE_DECRYPT_FUNCTION:-fle-decrypt}
 edge_function=${FLE_EDGE_FUNCTION:-fle-edge}
@@ -74,8 +75,7 @@ import json, sys
 print(json.dumps([{"ParameterKey": k, "ParameterValue": v}
                   for k, _, v in (a.partition("=") for a in sys.argv[1:])]))' "$@" > "$work/params.json"
     echo "==> $stack ($region): $(basename "$template")"
-    status=$(aws cloudformation describe-stacks --region "$region" --stack-name "$stack" \
-        --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE)
+    status=$(stack_status "$stack" "$region")
     case $status in
         NONE|REVIEW_IN_PROGRESS) type=CREATE ;;
         ROLLBACK_COMPLETE) die "stack $stack is in ROLLBACK_COMPLETE (its creation failed): delete it, then deploy again" ;;
@@ -121,6 +121,27 @@ print(json.dumps([{"ParameterKey": k, "ParameterValue": v}
     done
 }
 
+# stack_status STACK REGION: the stack's status, NONE when it does not exist; dies on any other
+# error (credentials, permissions, throttling) rather than take it for a missing stack.
+stack_status() {
+    local out
+    if out=$(aws cloudformation describe-stacks --region "$2" --stack-name "$1" \
+        --query 'Stacks[0].StackStatus' --output text 2>&1); then
+        echo "$out"
+    elif [[ $out == *"does not exist"* ]]; then
+        echo NONE
+    else
+        die "describing stack $1: $out"
+    fi
+}
+
+# parameter STACK REGION NAME: a parameter of a deployed stack ("" when the stack does not exist).
+parameter() {
+    [ "$(stack_status "$1" "$2")" = NONE ] && return 0
+    aws cloudformation describe-stacks --region "$2" --stack-name "$1" \
+        --query "Stacks[0].Parameters[?ParameterKey=='$3'].ParameterValue" --output text
+}
+
 # output STACK REGION KEY: one output of a deployed stack.
 output() {
     local value
@@ -132,6 +153,32 @@ output() {
 
 key_arn() {
     if [ -n "${FLE_KEY_ARN:-}" ]; then echo "$FLE_KEY_ARN"; else output "$key_stack" "$FLE_REGION" KeyArn; fi
+}
+
+# key_spec ARN: the key's spec. FLE_KEY_SPEC when set (checked against KMS when KMS answers),
+# else KMS's DescribeKey: decrypting roles get kms:Decrypt or kms:DeriveSharedSecret by it.
+key_spec() {
+    local actual
+    actual=$(aws kms describe-key --region "$(echo "$1" | cut -d: -f4)" --key-id "$1" \
+        --query KeyMetadata.KeySpec --output text 2>/dev/null) || actual=""
+    if [ -n "${FLE_KEY_SPEC:-}" ]; then
+        [ -z "$actual" ] || [ "$actual" = "$FLE_KEY_SPEC" ] \
+            || die "FLE_KEY_SPEC is $FLE_KEY_SPEC but key $1 is $actual"
+        echo "$FLE_KEY_SPEC"
+    else
+        [ -n "$actual" ] || die "cannot read the spec of key $1 (kms:DescribeKey); set FLE_KEY_SPEC"
+        echo "$actual"
+    fi
+}
+
+# The permissions boundary of every role the stacks create (deploy/deployer.yaml's
+# fle-role-boundary, which the deployer policy requires); FLE_PERMISSIONS_BOUNDARY_ARN=none: none.
+boundary() {
+    case ${FLE_PERMISSIONS_BOUNDARY_ARN:-} in
+        none) echo "" ;;
+        "") echo "arn:$(partition):iam::$(account):policy/fle-role-boundary" ;;
+        *) echo "$FLE_PERMISSIONS_BOUNDARY_ARN" ;;
+    esac
 }
 
 # toml_list "a,b": ["a", "b"] (fields are names or $.paths; quotes and backslashes refused).
@@ -170,26 +217,33 @@ upload() {
 }
 
 step_key() {
-    local acct part roles
+    local acct part roles arn spec=${FLE_KEY_SPEC:-RSA_2048} existing
     : "${FLE_KEY_ADMIN_ARNS:?set FLE_KEY_ADMIN_ARNS: roles that administer the key, the deployer included}"
     : "${FLE_BUILD_ROLE_ARN:?set FLE_BUILD_ROLE_ARN: the role that runs fle keys fetch (kms:GetPublicKey)}"
+    # KeySpec cannot change in place: CloudFormation would make a new key, move the alias and
+    # leave every envelope sealed to the old one to a key the decrypt role may no longer use.
+    existing=$(parameter "$key_stack" "$FLE_REGION" KeySpec)
+    [ -z "$existing" ] || [ "$existing" = "$spec" ] \
+        || die "stack $key_stack holds a $existing key; refusing to replace it with $spec (deploy a new key under another FLE_STACK_PREFIX and re-encrypt)"
     acct=$(account)
     part=$(partition)
     roles="arn:$part:iam::$acct:role/$decrypt_function-role-$FLE_REGION"
     [ -n "${FLE_PARTNER_ACCOUNT_ID:-}" ] && roles="$roles,arn:$part:iam::$acct:role/$partner_role"
     [ -n "${FLE_DECRYPT_ROLE_ARNS:-}" ] && roles="$roles,$FLE_DECRYPT_ROLE_ARNS"
     cfn_deploy "$key_stack" "$root/deploy/key.yaml" "$FLE_REGION" \
-        "KeySpec=$key_spec" "AliasName=${FLE_KEY_ALIAS:-alias/fle}" \
+        "KeySpec=$spec" "AliasName=${FLE_KEY_ALIAS:-alias/fle}" \
         "KeyAdminArns=$FLE_KEY_ADMIN_ARNS" "BuildRoleArn=$FLE_BUILD_ROLE_ARN" \
         "DecryptRoleArns=$roles" "OrganizationId=${FLE_ORG_ID:-}" \
         "PendingWindowInDays=${FLE_PENDING_WINDOW_DAYS:-30}"
-    echo "key: $(output "$key_stack" "$FLE_REGION" KeyArn)"
+    arn=$(output "$key_stack" "$FLE_REGION" KeyArn)
+    echo "key: $arn"
 }
 
 step_package() {
-    local arn fle fields entry bootstrap envelope=""
+    local arn spec fle fields entry bootstrap machine envelope=""
     : "${FLE_FIELDS:?set FLE_FIELDS: the fields to encrypt, e.g. ssn,email,\$.card.number}"
     arn=$(key_arn)
+    spec=$(key_spec "$arn")
     fields=$(toml_list "$FLE_FIELDS")
     if [ -n "${FLE_BIN:-}" ]; then
         fle=$FLE_BIN
@@ -199,7 +253,7 @@ step_package() {
     fi
     case ${FLE_ENVELOPE:-v1} in
         v1) ;;
-        v2) [ "$key_spec" = ECC_NIST_P256 ] || envelope='envelope = "v2"' ;;
+        v2) [ "$spec" = ECC_NIST_P256 ] || envelope='envelope = "v2"' ;;
         *) die "FLE_ENVELOPE must be v1 or v2" ;;
     esac
     rm -rf "$build/edge" "$build/decrypt"
@@ -233,46 +287,82 @@ step_package() {
     else
         bootstrap=$("$root/deploy/build-decrypt-lambda.sh" "$arch")
     fi
+    # The binary must be for the function's architecture (ELF e_machine), or it cannot start.
+    machine=$(python3 -c 'import sys; h = open(sys.argv[1], "rb").read(20); print(int.from_bytes(h[18:20], "little") if h[:4] == b"\x7fELF" else 0)' "$bootstrap")
+    case $arch:$machine in
+        x86_64:62|arm64:183) ;;
+        *) die "$bootstrap is not a Linux $arch executable (ELF machine $machine)" ;;
+    esac
     cp "$bootstrap" "$build/decrypt/bootstrap"
     zip_dir "$build/decrypt" "$build/fle-decrypt-lambda.zip" bootstrap fle.toml "keys/$key_id.pub.pem"
     echo "packages: $build/fle-lambda-edge.zip, $build/fle-decrypt-lambda.zip ($arch)"
 }
 
 step_decrypt() {
-    local zip=$build/fle-decrypt-lambda.zip key
+    local zip=$build/fle-decrypt-lambda.zip key arn spec pb
     : "${FLE_ARTIFACT_BUCKET:?set FLE_ARTIFACT_BUCKET: a bucket in FLE_REGION for the decrypt package}"
     [ -f "$zip" ] || die "$zip is missing: run the package step first"
+    arn=$(key_arn)
+    spec=$(key_spec "$arn")
+    pb=$(boundary)
     key=$(upload "$zip" "$FLE_ARTIFACT_BUCKET" "$FLE_REGION" fle-decrypt-lambda)
     cfn_deploy "$decrypt_stack" "$root/deploy/decrypt.yaml" "$FLE_REGION" \
         "FunctionName=$decrypt_function" "CodeS3Bucket=$FLE_ARTIFACT_BUCKET" "CodeS3Key=$key" \
-        "Architecture=$arch" "KeyArn=$(key_arn)" "KeySpec=$key_spec" \
-        "LogRetentionInDays=${FLE_LOG_RETENTION_DAYS:-30}" "OrganizationId=${FLE_ORG_ID:-}"
-    echo "decrypt function: $(output "$decrypt_stack" "$FLE_REGION" FunctionArn)"
+        "Architecture=$arch" "KeyArn=$arn" "KeySpec=$spec" \
+        "LogRetentionInDays=${FLE_LOG_RETENTION_DAYS:-30}" "OrganizationId=${FLE_ORG_ID:-}" \
+        "PermissionsBoundaryArn=$pb"
+    arn=$(aws lambda get-function-configuration --region "$FLE_REGION" \
+        --function-name "$decrypt_function" --query FunctionArn --output text)
+    echo "decrypt function: $arn"
 }
 
 step_edge() {
-    local zip=$build/fle-lambda-edge.zip key sha distribution=false
+    local zip=$build/fle-lambda-edge.zip key sha distribution=false version pb
     : "${FLE_EDGE_ARTIFACT_BUCKET:?set FLE_EDGE_ARTIFACT_BUCKET: a bucket in us-east-1 for the Lambda@Edge package}"
     [ -f "$zip" ] || die "$zip is missing: run the package step first"
     sha=$(python3 -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha256(open(sys.argv[1], "rb").read()).digest()).decode())' "$zip")
+    pb=$(boundary)
     key=$(upload "$zip" "$FLE_EDGE_ARTIFACT_BUCKET" us-east-1 fle-lambda-edge)
     [ -n "${FLE_ORIGIN_DOMAIN:-}" ] && distribution=true
+    # A distribution is retained, never deleted by the stack, but the stack would stop managing
+    # it: refuse to drop it because FLE_ORIGIN_DOMAIN was forgotten.
+    if [ "$distribution" = false ] && [ "$(parameter "$edge_stack" us-east-1 CreateDistribution)" = true ]; then
+        die "stack $edge_stack manages a distribution: set FLE_ORIGIN_DOMAIN (the origin) to keep it"
+    fi
     cfn_deploy "$edge_stack" "$root/deploy/edge.yaml" us-east-1 \
         "FunctionName=$edge_function" "CodeS3Bucket=$FLE_EDGE_ARTIFACT_BUCKET" "CodeS3Key=$key" \
         "CodeSha256=$sha" "CreateDistribution=$distribution" "OriginDomainName=${FLE_ORIGIN_DOMAIN:-}" \
-        "Runtime=${FLE_EDGE_RUNTIME:-nodejs22.x}"
-    echo "edge function version: $(output "$edge_stack" us-east-1 FunctionVersionArn)"
+        "Runtime=${FLE_EDGE_RUNTIME:-nodejs22.x}" "PermissionsBoundaryArn=$pb"
+    version=$(aws lambda list-versions-by-function --region us-east-1 --function-name "$edge_function" \
+        --query 'Versions[-1].FunctionArn' --output text)
+    echo "edge function version (what CloudFront runs): $version"
 }
 
 step_partner() {
-    local external_id
+    local external_id arn spec pb
     : "${FLE_PARTNER_ACCOUNT_ID:?set FLE_PARTNER_ACCOUNT_ID: the 12-digit account id of the partner}"
     : "${FLE_EXTERNAL_ID_FILE:?set FLE_EXTERNAL_ID_FILE: a file holding the external ID agreed with the partner}"
     external_id=$(tr -d '\r\n' < "$FLE_EXTERNAL_ID_FILE")
+    arn=$(key_arn)
+    spec=$(key_spec "$arn")
+    pb=$(boundary)
     cfn_deploy "$partner_stack" "$root/deploy/partner-access.yaml" "$FLE_REGION" \
-        "KeyArn=$(key_arn)" "KeySpec=$key_spec" "PartnerAccountId=$FLE_PARTNER_ACCOUNT_ID" \
-        "ExternalId=$external_id" "RoleName=$partner_role"
-    echo "partner role: $(output "$partner_stack" "$FLE_REGION" RoleArn)"
+        "KeyArn=$arn" "KeySpec=$spec" "PartnerAccountId=$FLE_PARTNER_ACCOUNT_ID" \
+        "ExternalId=$external_id" "RoleName=$partner_role" "PermissionsBoundaryArn=$pb"
+    arn=$(output "$partner_stack" "$FLE_REGION" RoleArn)
+    echo "partner role: $arn"
+}
+
+step_deployer() {
+    local arn
+    : "${FLE_ARTIFACT_BUCKET:?set FLE_ARTIFACT_BUCKET: the bucket of the decrypt package}"
+    : "${FLE_EDGE_ARTIFACT_BUCKET:?set FLE_EDGE_ARTIFACT_BUCKET: the bucket of the edge package}"
+    cfn_deploy "$prefix-deployer" "$root/deploy/deployer.yaml" "$FLE_REGION" \
+        "EdgeArtifactBucket=$FLE_EDGE_ARTIFACT_BUCKET" "DecryptArtifactBucket=$FLE_ARTIFACT_BUCKET" \
+        "AttachTo=${FLE_DEPLOYER_ROLE:-}"
+    arn="arn:$(partition):iam::$(account):policy/fle-role-boundary"
+    aws iam get-policy --region "$FLE_REGION" --policy-arn "$arn" >/dev/null
+    echo "role boundary: $arn"
 }
 
 for step in "${steps[@]}"; do

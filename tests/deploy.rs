@@ -115,7 +115,10 @@ fn templates_pass_cfn_lint_and_a_broken_template_does_not() {
 fn what_no_local_service_creates_is_checked_in_the_templates() {
     require!(Tool::Deploy);
     let out = check(&["static", root().join("deploy").to_str().unwrap()]);
-    assert!(out.starts_with("static: "), "{out}");
+    assert!(
+        out.starts_with("deployer: covers every") && out.contains("\nstatic: "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -250,6 +253,10 @@ fn check(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The permissions boundary `deploy.sh deployer` creates, in LocalStack's and moto's accounts.
+const BOUNDARY_LS: &str = "arn:aws:iam::000000000000:policy/fle-role-boundary";
+const BOUNDARY_MOTO: &str = "arn:aws:iam::123456789012:policy/fle-role-boundary";
+
 fn write_json(dir: &Path, name: &str, value: serde_json::Value) -> String {
     let path = dir.join(name);
     std::fs::write(&path, value.to_string()).unwrap();
@@ -266,11 +273,12 @@ fn deploy_key_kind(ls: &LocalStack, moto: &Moto, spec: &str, tag: &str) {
     let prefix = format!("fle-{tag}");
     let alias = format!("alias/fle-{tag}");
     let admin = "arn:aws:iam::000000000000:role/fle-deployer";
-    let org = "o-a1b2c3d4e5";
+    let rsa = spec != "ECC_NIST_P256";
+    // The organisation options with the RSA key; without them (the other branches) for P-256.
+    let org = if rsa { "o-a1b2c3d4e5" } else { "" };
     let decrypt_function = format!("fle-decrypt-{tag}");
     let edge_function = format!("fle-edge-{tag}");
     let partner_role = format!("fle-partner-{tag}");
-    let rsa = spec != "ECC_NIST_P256";
     let external_id = format!("external-id-{tag}-{}", std::process::id());
     let external_file = dir.path().join("external-id");
     std::fs::write(&external_file, format!("{external_id}\n")).unwrap();
@@ -324,7 +332,7 @@ fn deploy_key_kind(ls: &LocalStack, moto: &Moto, spec: &str, tag: &str) {
         "key.json",
         serde_json::json!({
             "key_spec": spec, "alias": alias, "admins": [admin], "build_role": admin,
-            "decrypt_roles": roles, "org": org,
+            "decrypt_roles": roles, "org": org, "boundary": BOUNDARY_LS,
             "partner_account": if rsa { Some("444455556666") } else { None },
             "external_id": external_id,
         }),
@@ -407,11 +415,19 @@ fn deploy_key_kind(ls: &LocalStack, moto: &Moto, spec: &str, tag: &str) {
         "lambdas.json",
         serde_json::json!({
             "key_spec": spec, "key_arn": key_arn, "org": org, "log_retention": 30,
+            "boundary": BOUNDARY_MOTO,
             "decrypt_function": decrypt_function, "edge_function": edge_function,
             "build_dir": build_s,
         }),
     );
     let lambdas = check(&["lambdas", &moto.endpoint, region, &prefix, &expect]);
+    // Idempotent: the same packages deployed again change nothing (no new edge version).
+    deploy_sh(&moto.endpoint, &["decrypt", "edge"], &env);
+    let again = check(&["lambdas", &moto.endpoint, region, &prefix, &expect]);
+    assert_eq!(
+        again, lambdas,
+        "a second deployment of the same packages changed something"
+    );
     eprint!("{lambdas}");
     // The edge function lives in us-east-1 whatever FLE_REGION says (the check looks there).
     assert!(lambdas.contains("edge function: nodejs22.x"), "{lambdas}");
@@ -422,6 +438,19 @@ fn deploy_sh_deploys_every_stack_on_loopback_and_they_hold_what_the_templates_sa
     require!(Tool::Deploy, Tool::LocalStack);
     let ls = LocalStack::start_services("kms,sts,iam,cloudformation");
     let moto = Moto::start();
+    // Once per account, as an administrator: the deployer policy and the roles' boundary.
+    for endpoint in [&ls.endpoint, &moto.endpoint] {
+        let out = deploy_sh(
+            endpoint,
+            &["deployer"],
+            &[
+                ("FLE_REGION", "eu-west-1"),
+                ("FLE_ARTIFACT_BUCKET", "fle-artifacts-eu"),
+                ("FLE_EDGE_ARTIFACT_BUCKET", "fle-artifacts-use1"),
+            ],
+        );
+        assert!(out.contains("role boundary: arn:aws:iam::"), "{out}");
+    }
     deploy_key_kind(&ls, &moto, "RSA_2048", "rsa");
     deploy_key_kind(&ls, &moto, "ECC_NIST_P256", "p256");
 }
