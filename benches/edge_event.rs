@@ -14,7 +14,9 @@
 //! Envelope version 2 (`edge_event_3x6_v2`): the same event natively with `rsa-oaep` (demo RSA
 //! key, `envelope = "v2"`) and `hpke-p256` (demo P-256 key), next to their physical floors in
 //! the same run: one RSA-2048 OAEP encryption, and one P-256 key generation plus one ECDH
-//! (aws-lc-rs); and the Lambda@Edge package with each, next to its version-1 run above.
+//! (aws-lc-rs); and the Lambda@Edge package with each, next to its version-1 run above. The
+//! `_reuse1000` variants set `reuse_encapsulation = { seconds = 60, requests = 1000 }`: one
+//! asymmetric operation per 1,000 requests (off by default: requests become linkable).
 //!
 //! Needs `node`, and Python with pycryptodome (`FLE_PYTHON`, which the test command sets up in
 //! `target/test-env/venv`). Run: `cargo bench --bench edge_event`.
@@ -41,17 +43,21 @@ fn config_text() -> String {
     )
 }
 
+/// The `[edge]` line that reuses one encapsulation for up to 1,000 requests within 60 s.
+const REUSE: &str = "reuse_encapsulation = { seconds = 60, requests = 1000 }\n";
+
 /// The configuration with key 01 writing version 2: the demo RSA key with `envelope = "v2"`
-/// (`rsa`), or the demo P-256 key.
-fn config_text_v2(rsa: bool) -> String {
+/// (`rsa`), or the demo P-256 key; with `reuse`, one encapsulation serves up to 1,000 requests.
+fn config_text_v2(rsa: bool, reuse: bool) -> String {
     let (file, extra) = if rsa {
         ("keys/demo-01.pub.pem", "envelope = \"v2\"\n")
     } else {
         ("keys/demo-02.pub.pem", "")
     };
     format!(
-        "[[keys]]\nid = \"01\"\npublic_key = {:?}\n{extra}{CONFIG}",
-        root().join(file).to_str().unwrap()
+        "[[keys]]\nid = \"01\"\npublic_key = {:?}\n{extra}{CONFIG}{}",
+        root().join(file).to_str().unwrap(),
+        if reuse { REUSE } else { "" }
     )
 }
 
@@ -235,12 +241,15 @@ fn edge_event(c: &mut Criterion) {
             b.iter(|| key.encrypt(&[7u8; 32], &mut out).unwrap())
         });
     }
-    for (rsa, label, private) in [
-        (true, "rsa-oaep", "keys/demo-01.key.pem"),
-        (false, "hpke-p256", "keys/demo-02.key.pem"),
+    for (rsa, reuse, label, private) in [
+        (true, false, "rsa-oaep", "keys/demo-01.key.pem"),
+        (false, false, "hpke-p256", "keys/demo-02.key.pem"),
+        // One encapsulation for up to 1,000 requests (off by default; see the README).
+        (true, true, "rsa-oaep_reuse1000", "keys/demo-01.key.pem"),
+        (false, true, "hpke-p256_reuse1000", "keys/demo-02.key.pem"),
     ] {
         let edge = EdgeEncryptor::from_toml_str(
-            &config_text_v2(rsa),
+            &config_text_v2(rsa, reuse),
             Path::new("/"),
             backend::default_backend(),
         )
@@ -266,13 +275,14 @@ fn edge_event(c: &mut Criterion) {
         b.iter_custom(|n| package_node.run(n))
     });
     drop(package_node);
-    for (rsa, label, private) in [
-        (true, "rsa-oaep", "keys/demo-01.key.pem"),
-        (false, "hpke-p256", "keys/demo-02.key.pem"),
+    for (rsa, reuse, label, private) in [
+        (true, false, "rsa-oaep", "keys/demo-01.key.pem"),
+        (false, false, "hpke-p256", "keys/demo-02.key.pem"),
+        (true, true, "rsa-oaep_reuse1000", "keys/demo-01.key.pem"),
     ] {
         let dir = work.join(label);
         std::fs::create_dir_all(&dir).unwrap();
-        let (package, _, _) = build_lambda_edge_package(&dir, &config_text_v2(rsa));
+        let (package, _, _) = build_lambda_edge_package(&dir, &config_text_v2(rsa, reuse));
         let mut peer = Peer::spawn(node_peer("lambda_edge.mjs", &package, "1"));
         check_output_v2(label, &peer.ask("check"), private);
         group.bench_function(format!("fle_lambda_edge_package_node_{label}"), |b| {
