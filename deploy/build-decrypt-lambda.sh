@@ -24,16 +24,7 @@ host=$(uname -m)
 [ "$host" = aarch64 ] && host=arm64
 
 # artifact: the one executable of fle-decrypt-lambda in cargo's JSON messages on stdin.
-artifact() {
-    python3 -c '
-import json, sys
-found = sorted({m["executable"] for m in map(json.loads, (l for l in sys.stdin if l.startswith("{")))
-                if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "fle-decrypt-lambda"
-                and m.get("executable")})
-if len(found) != 1:
-    sys.exit(f"build-decrypt-lambda.sh: cargo reported {len(found)} executables: {found}")
-print(found[0])'
-}
+artifact() { python3 "$root/scripts/cargo-artifact.py" fle-decrypt-lambda; }
 
 build() {
     (cd "$root" && cargo build --profile "${FLE_CARGO_PROFILE:-release}" --locked -q \

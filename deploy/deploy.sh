@@ -191,20 +191,6 @@ if not items or any(c in s for s in items for c in "\"\\\n"):
 print(json.dumps(items))' "$1"
 }
 
-# zip_dir DIR OUT FILE...: a reproducible zip (fixed dates; bootstrap executable).
-zip_dir() {
-    python3 - "$@" <<'PY'
-import os, sys, zipfile
-src, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-    for name in names:
-        info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-        info.external_attr = (0o755 if name == "bootstrap" else 0o644) << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with open(os.path.join(src, name), "rb") as f:
-            z.writestr(info, f.read())
-PY
-}
 
 # upload ZIP BUCKET REGION NAME: s3://BUCKET/fle/NAME-SHA256.zip (content-addressed, so a new
 # package is a new key and CloudFormation updates the function); prints the key.
@@ -294,7 +280,8 @@ step_package() {
         *) die "$bootstrap is not a Linux $arch executable (ELF machine $machine)" ;;
     esac
     cp "$bootstrap" "$build/decrypt/bootstrap"
-    zip_dir "$build/decrypt" "$build/fle-decrypt-lambda.zip" bootstrap fle.toml "keys/$key_id.pub.pem"
+    python3 "$root/scripts/reproducible-zip.py" "$build/decrypt" "$build/fle-decrypt-lambda.zip" \
+        bootstrap fle.toml "keys/$key_id.pub.pem" --executable bootstrap
     echo "packages: $build/fle-lambda-edge.zip, $build/fle-decrypt-lambda.zip ($arch)"
 }
 

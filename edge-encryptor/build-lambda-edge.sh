@@ -20,29 +20,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Every artifact is taken from the paths cargo reports (it honours CARGO_TARGET_DIR and
 # build.target-dir), never guessed: a stale module must not ship silently.
-# artifact NAME SUFFIX: reads cargo's JSON messages on stdin; prints the one file of target NAME
-# that ends in SUFFIX (the executable for a bin), or fails.
-artifact() {
-    python3 -c '
-import json, sys
-name, suffix = sys.argv[1], sys.argv[2]
-found = []
-for line in sys.stdin:
-    line = line.strip()
-    if not line.startswith("{"):
-        continue
-    msg = json.loads(line)
-    if msg.get("reason") != "compiler-artifact" or msg["target"]["name"] != name:
-        continue
-    files = [msg["executable"]] if msg.get("executable") else msg["filenames"]
-    found += [f for f in files if f.endswith(suffix)]
-found = sorted(set(found))
-if len(found) != 1:
-    kind = suffix or "executable"
-    sys.exit(f"build-lambda-edge.sh: cargo reported {len(found)} {kind} artifacts of {name}, expected exactly one: {found}")
-print(found[0])
-' "$1" "$2"
-}
+# artifact NAME SUFFIX: the one file of target NAME that ends in SUFFIX (the executable for a
+# bin), from cargo's JSON messages on stdin.
+artifact() { python3 "$root/scripts/cargo-artifact.py" "$1" "$2"; }
 
 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
@@ -60,16 +40,6 @@ trap 'rm -rf "$stage"' EXIT
 cp "$root/edge-encryptor/lambda-edge/index.mjs" "$stage/index.mjs"
 cp "$wasm" "$stage/fle_edge.wasm"
 
-python3 - "$stage" "$out" <<'PY'
-import os, sys, zipfile
-stage, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-    for name in ("index.mjs", "fle_edge.wasm", "fle.toml"):
-        info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
-        info.external_attr = 0o644 << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        with open(os.path.join(stage, name), "rb") as f:
-            z.writestr(info, f.read())
-PY
+python3 "$root/scripts/reproducible-zip.py" "$stage" "$out" index.mjs fle_edge.wasm fle.toml
 size=$(wc -c < "$out")
 echo "$out: $size bytes (index.mjs, fle_edge.wasm $(wc -c < "$stage/fle_edge.wasm") bytes, fle.toml)"

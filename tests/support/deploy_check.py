@@ -192,6 +192,11 @@ def inline_policies(iam, role_name):
             for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]}
 
 
+def code_sha256(path):
+    """A package's SHA-256 as Lambda reports it (CodeSha256: base64)."""
+    return base64.b64encode(hashlib.sha256(open(path, "rb").read()).digest()).decode()
+
+
 def check_lambdas(endpoint, region, prefix, expect):
     lam, iam, logs, cfn = (client(s, endpoint, region) for s in ("lambda", "iam", "logs", "cloudformation"))
     rsa = expect["key_spec"] != "ECC_NIST_P256"
@@ -201,8 +206,7 @@ def check_lambdas(endpoint, region, prefix, expect):
     conf = fn["Configuration"]
     assert conf["Runtime"] == "provided.al2023" and conf["Handler"] == "bootstrap", conf
     assert not conf.get("Environment", {}).get("Variables"), "the decrypt function has environment variables"
-    local = open(f"{expect['build_dir']}/fle-decrypt-lambda.zip", "rb").read()
-    assert conf["CodeSha256"] == base64.b64encode(hashlib.sha256(local).digest()).decode(), \
+    assert conf["CodeSha256"] == code_sha256(f"{expect['build_dir']}/fle-decrypt-lambda.zip"), \
         "the deployed decrypt code is not the package built"
     role_name = conf["Role"].split("/")[-1]
     assert role_name == f"{expect['decrypt_function']}-role-{region}", role_name
@@ -244,8 +248,7 @@ def check_lambdas(endpoint, region, prefix, expect):
     assert conf["Runtime"] == "nodejs22.x" and conf["Handler"] == "index.handler", conf
     assert not conf.get("Environment", {}).get("Variables"), "Lambda@Edge functions may not have environment variables"
     assert conf.get("Architectures", ["x86_64"]) == ["x86_64"], conf.get("Architectures")
-    local = open(f"{expect['build_dir']}/fle-lambda-edge.zip", "rb").read()
-    assert conf["CodeSha256"] == base64.b64encode(hashlib.sha256(local).digest()).decode(), \
+    assert conf["CodeSha256"] == code_sha256(f"{expect['build_dir']}/fle-lambda-edge.zip"), \
         "the deployed edge code is not the package built"
     versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=expect["edge_function"])["Versions"]]
     assert any(v != "$LATEST" for v in versions), f"no published version: {versions}"
