@@ -9,8 +9,10 @@
 //!   (DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, base mode); value `i` has its own key
 //!   schedule with `info_i = kctx ‖ u32be(i)`, so any standard HPKE receiver opens any one value
 //!   with `SetupBaseR(enc, skR, info_i).Open(aad_i, sealed)`.
-//! - `rsa-oaep` (RSA keys): `encap` is a 32-byte data key wrapped with RSA-OAEP-SHA256; value `i`
-//!   takes key and nonce from `HKDF-SHA256(DK, info_i)`.
+//! - `rsa-oaep` (RSA keys): `encap` is a 32-byte data key wrapped with RSA-OAEP-SHA256; one
+//!   AES-256-GCM key and base nonce per encapsulation from `HKDF-SHA256(DK)`, value `i` sealed
+//!   with `base_nonce XOR i` (RFC 9180's `ComputeNonce`), so a value costs one AES-GCM call and
+//!   no key derivation.
 //!
 //! The writer's side is [`V2Sealer`] (one per request); the reader's side is a [`V2Secret`],
 //! derived once per encapsulation (from a KMS call or a private key) and then opening every
@@ -216,10 +218,6 @@ impl EnvelopeV2 {
         }
     }
 
-    fn header(&self) -> &[u8] {
-        &self.bytes[..self.kind.v2_header_len()]
-    }
-
     fn sealed(&self) -> &[u8] {
         &self.bytes[self.kind.v2_header_len()..]
     }
@@ -244,11 +242,15 @@ fn kctx(id: &KeyId, out: &mut Vec<u8>) {
     out.extend_from_slice(id.as_str().as_bytes());
 }
 
-/// `aad_i = kctx ‖ header ‖ [u32be(len(path)) ‖ path]`.
-fn aad(id: &KeyId, header: &[u8], path: Option<&[u8]>, out: &mut Vec<u8>) {
+/// `aad_i = kctx ‖ version ‖ flags ‖ u32be(i) ‖ [u32be(len(path)) ‖ path]`. The encapsulation is
+/// not in it: both encapsulations bind it through the key (HPKE's `kem_context`; the data key
+/// that only this encapsulation unwraps to), and it would cost the GHASH of up to 512 bytes per
+/// value.
+fn aad(id: &KeyId, flags: u8, index: u32, path: Option<&[u8]>, out: &mut Vec<u8>) {
     out.clear();
     kctx(id, out);
-    out.extend_from_slice(header);
+    out.extend_from_slice(&[V2_VERSION, flags]);
+    out.extend_from_slice(&index.to_be_bytes());
     if let Some(path) = path {
         out.extend_from_slice(&(path.len() as u32).to_be_bytes());
         out.extend_from_slice(path);
@@ -301,8 +303,32 @@ enum Schedule {
         secret: Zeroizing<[u8; 32]>,
         psk_id_hash: Zeroizing<[u8; 32]>,
     },
-    /// rsa-oaep: the HKDF PRK of the data key.
-    Rsa { prk: Zeroizing<[u8; 32]> },
+    /// rsa-oaep: the encapsulation's AES-256-GCM key, expanded once (its round keys and GHASH
+    /// key are zeroized on drop), and its base nonce.
+    Rsa {
+        cipher: Box<Aes256Gcm>,
+        base_nonce: Zeroizing<[u8; NONCE_LEN]>,
+    },
+}
+
+/// The HKDF `info` of `rsa-oaep`'s key derivation (docs/ENVELOPE.md section 5.4).
+const RSA_OAEP_INFO: &[u8] = b"fle v2 rsa-oaep";
+
+/// The cipher and nonce of one value: its own (HPKE) or the encapsulation's (rsa-oaep). It
+/// lives on the stack for one seal or open; boxing the large variant would allocate per value.
+#[allow(clippy::large_enum_variant)]
+enum ValueCipher<'a> {
+    Own(Aes256Gcm),
+    Shared(&'a Aes256Gcm),
+}
+
+impl ValueCipher<'_> {
+    fn get(&self) -> &Aes256Gcm {
+        match self {
+            ValueCipher::Own(cipher) => cipher,
+            ValueCipher::Shared(cipher) => cipher,
+        }
+    }
 }
 
 impl V2Secret {
@@ -355,46 +381,62 @@ impl V2Secret {
             });
         }
         let (mut prk, _) = Hkdf::<Sha256>::extract(Some(b""), data_key);
-        let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&prk);
+        let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
+        match Hkdf::<Sha256>::from_prk(&prk) {
+            Ok(hkdf) if hkdf.expand(RSA_OAEP_INFO, &mut okm[..]).is_ok() => {}
+            _ => unreachable!("HKDF-SHA256 expand of 44 bytes cannot fail"),
+        }
         prk.zeroize();
+        let cipher = match Aes256Gcm::new_from_slice(&okm[..32]) {
+            Ok(cipher) => cipher,
+            Err(_) => unreachable!("a 32-byte key is valid for AES-256-GCM"),
+        };
+        let mut base_nonce = Zeroizing::new([0u8; NONCE_LEN]);
+        base_nonce.copy_from_slice(&okm[32..]);
         Ok(V2Secret {
-            schedule: Schedule::Rsa { prk: out },
+            schedule: Schedule::Rsa {
+                cipher: Box::new(cipher),
+                base_nonce,
+            },
         })
     }
 
-    /// Key and nonce of value `index` under key `id`.
-    fn value_key(&self, id: &KeyId, index: u32) -> ValueKey {
-        let mut info = Vec::with_capacity(48);
-        kctx(id, &mut info);
-        info.extend_from_slice(&index.to_be_bytes());
-        let mut key = ValueKey {
-            key: Zeroizing::new([0u8; 32]),
-            nonce: [0u8; NONCE_LEN],
-        };
+    /// Cipher and nonce of value `index` under key `id`: HPKE runs the value's key schedule
+    /// (`info_i`); rsa-oaep lends the encapsulation's cipher with `base_nonce XOR u96be(i)`.
+    fn value_cipher(&self, id: &KeyId, index: u32) -> (ValueCipher<'_>, [u8; NONCE_LEN]) {
         match &self.schedule {
             Schedule::Hpke {
                 secret,
                 psk_id_hash,
             } => {
+                let mut info = Vec::with_capacity(48);
+                kctx(id, &mut info);
+                info.extend_from_slice(&index.to_be_bytes());
                 let info_hash = labeled_extract(HPKE_SUITE_ID, b"", b"info_hash", &info);
                 let context: [&[u8]; 3] = [&[0x00], &psk_id_hash[..], &info_hash[..]];
                 // One keyed HMAC for both expansions, dropped with this call.
                 let prk = hkdf_from_prk(secret);
-                labeled_expand(HPKE_SUITE_ID, &prk, b"key", &context, &mut key.key[..]);
-                labeled_expand(HPKE_SUITE_ID, &prk, b"base_nonce", &context, &mut key.nonce);
+                let mut key = Zeroizing::new([0u8; 32]);
+                let mut nonce = [0u8; NONCE_LEN];
+                labeled_expand(HPKE_SUITE_ID, &prk, b"key", &context, &mut key[..]);
+                labeled_expand(HPKE_SUITE_ID, &prk, b"base_nonce", &context, &mut nonce);
+                let cipher = match Aes256Gcm::new_from_slice(&key[..]) {
+                    Ok(cipher) => cipher,
+                    Err(_) => unreachable!("a 32-byte key is valid for AES-256-GCM"),
+                };
+                (ValueCipher::Own(cipher), nonce)
             }
-            Schedule::Rsa { prk } => {
-                let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
-                match Hkdf::<Sha256>::from_prk(&prk[..]) {
-                    Ok(hkdf) if hkdf.expand(&info, &mut okm[..]).is_ok() => {}
-                    _ => unreachable!("HKDF-SHA256 expand of 44 bytes cannot fail"),
+            Schedule::Rsa { cipher, base_nonce } => {
+                let mut nonce = **base_nonce;
+                for (n, i) in nonce[NONCE_LEN - INDEX_LEN..]
+                    .iter_mut()
+                    .zip(index.to_be_bytes())
+                {
+                    *n ^= i;
                 }
-                key.key.copy_from_slice(&okm[..32]);
-                key.nonce.copy_from_slice(&okm[32..]);
+                (ValueCipher::Shared(cipher), nonce)
             }
         }
-        key
     }
 
     /// Opens `token`, found under the markers of key `id`. `path` is the field's path, needed
@@ -420,17 +462,16 @@ impl V2Secret {
         } else {
             None
         };
-        let mut aad_bytes = Vec::with_capacity(64 + token.kind.v2_header_len());
-        aad(id, token.header(), path, &mut aad_bytes);
-        let value_key = self.value_key(id, token.index());
+        let mut aad_bytes = Vec::with_capacity(48 + path.map_or(0, <[u8]>::len));
+        aad(id, token.as_bytes()[1], token.index(), path, &mut aad_bytes);
+        let (cipher, nonce) = self.value_cipher(id, token.index());
         let sealed = token.sealed();
         let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
         let mut message = Zeroizing::new(ciphertext.to_vec());
-        let cipher =
-            Aes256Gcm::new_from_slice(&value_key.key[..]).map_err(|_| OpenError::Rejected)?;
         cipher
+            .get()
             .decrypt_in_place_detached(
-                Nonce::from_slice(&value_key.nonce),
+                Nonce::from_slice(&nonce),
                 &aad_bytes,
                 &mut message[..],
                 Tag::from_slice(tag),
@@ -454,11 +495,6 @@ impl fmt::Debug for V2Secret {
             .field("kind", &kind)
             .finish_non_exhaustive()
     }
-}
-
-struct ValueKey {
-    key: Zeroizing<[u8; 32]>,
-    nonce: [u8; NONCE_LEN],
 }
 
 /// The writer's side of one request: one encapsulation, then any number of values, each its
@@ -564,17 +600,15 @@ impl V2Sealer {
         let header_len = self.header.len();
         self.header[1] = if path.is_some() { V2_FLAG_PATH } else { 0 };
         self.header[header_len - INDEX_LEN..].copy_from_slice(&index.to_be_bytes());
-        aad(&self.id, &self.header, path, &mut self.aad);
-        let value_key = self.secret.value_key(&self.id, index);
+        aad(&self.id, self.header[1], index, path, &mut self.aad);
+        let (cipher, nonce) = self.secret.value_cipher(&self.id, index);
 
         self.token.clear();
         self.token.reserve(header_len + message.len() + TAG_LEN);
         self.token.extend_from_slice(&self.header);
         self.token.extend_from_slice(message);
-        let cipher =
-            Aes256Gcm::new_from_slice(&value_key.key[..]).map_err(|_| SealError::Cipher)?;
-        let sealed = cipher.encrypt_in_place_detached(
-            Nonce::from_slice(&value_key.nonce),
+        let sealed = cipher.get().encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
             &self.aad,
             &mut self.token[header_len..],
         );

@@ -76,11 +76,12 @@ def info_for(kctx, index):
     return kctx + u32be(index)
 
 
-def aad_for(kctx, header, path):
-    """aad_i = kctx || header [ || u32be(len(path)) || path ]; path is None when not bound."""
+def aad_for(kctx, flags, index, path):
+    """aad_i = kctx || version || flags || u32be(i) [ || u32be(len(path)) || path ]; path is None when not bound."""
+    aad = kctx + bytes([VERSION, flags]) + u32be(index)
     if path is None:
-        return kctx + header
-    return kctx + header + u32be(len(path)) + path
+        return aad
+    return aad + u32be(len(path)) + path
 
 
 # --- Base64 (section 2's alphabet, canonical) --------------------------------------------------
@@ -180,14 +181,13 @@ def open_payload(key_id, private_key, payload, path=None):
             raise EnvelopeError("token is path-bound: a path is required")
         if len(path) > MAX_PATH:
             raise EnvelopeError("path longer than 65535 bytes")
-        aad = aad_for(kctx, header, path)
+        aad = aad_for(kctx, flags, index, path)
     else:
-        aad = aad_for(kctx, header, None)   # an unbound token opens wherever it is found (5.3)
-    info = info_for(kctx, index)
+        aad = aad_for(kctx, flags, index, None)   # an unbound token opens wherever it is found (5.3)
 
     if is_rsa:
-        return _open_rsa(private_key, encap, info, aad, sealed)
-    return _open_p256(private_key, encap, info, aad, sealed)
+        return _open_rsa(private_key, encap, index, aad, sealed)
+    return _open_p256(private_key, encap, info_for(kctx, index), aad, sealed)
 
 
 def _open_p256(private_key, encap, info, aad, sealed):
@@ -208,7 +208,7 @@ def _open_p256(private_key, encap, info, aad, sealed):
         raise EnvelopeError("HPKE open failed") from None
 
 
-def _open_rsa(private_key, encap, info, aad, sealed):
+def _open_rsa(private_key, encap, index, aad, sealed):
     try:
         unwrapped = private_key.decrypt(encap, OAEP)
     except ValueError:
@@ -216,17 +216,25 @@ def _open_rsa(private_key, encap, info, aad, sealed):
     if len(unwrapped) != len(DATA_KEY_PREFIX) + DATA_KEY_LEN or not unwrapped.startswith(DATA_KEY_PREFIX):
         raise EnvelopeError("unwrapped data key is not the prefix and 32 bytes")
     data_key = unwrapped[len(DATA_KEY_PREFIX):]
-    key, nonce = _rsa_value_key(data_key, info)
+    key, base_nonce = rsa_key_schedule(data_key)
     try:
-        return AESGCM(key).decrypt(nonce, sealed, aad)
+        return AESGCM(key).decrypt(compute_nonce(base_nonce, index), sealed, aad)
     except InvalidTag:
         raise EnvelopeError("AES-GCM open failed") from None
 
 
-def _rsa_value_key(data_key, info):
-    """okm = HKDF-SHA256(salt = "", IKM = DK, info = info_i, L = 44); key_i, nonce_i = okm[:32], okm[32:]."""
-    okm = HKDF(algorithm=hashes.SHA256(), length=44, salt=b"", info=info).derive(data_key)
+RSA_OAEP_INFO = b"fle v2 rsa-oaep"
+
+
+def rsa_key_schedule(data_key):
+    """okm = HKDF-SHA256(salt = "", IKM = DK, info = "fle v2 rsa-oaep", L = 44); (key, base_nonce) = okm[:32], okm[32:]."""
+    okm = HKDF(algorithm=hashes.SHA256(), length=44, salt=b"", info=RSA_OAEP_INFO).derive(data_key)
     return okm[:32], okm[32:]
+
+
+def compute_nonce(base_nonce, index):
+    """nonce_i = base_nonce XOR I2OSP(i, 12), RFC 9180's ComputeNonce."""
+    return (int.from_bytes(base_nonce, "big") ^ index).to_bytes(12, "big")
 
 
 # --- Sealing (writer) --------------------------------------------------------------------------
@@ -295,6 +303,7 @@ class Sealer:
         if self.is_rsa:
             self.secret = _data_key if _data_key is not None else os.urandom(DATA_KEY_LEN)
             self.encap = public_key.encrypt(DATA_KEY_PREFIX + self.secret, OAEP)
+            self.rsa_key, self.rsa_base_nonce = rsa_key_schedule(self.secret)
         else:
             self.secret, enc = p256_encap(public_key, _sk_e)
             point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), enc)
@@ -313,12 +322,13 @@ class Sealer:
         self.next_index += 1
         flags = FLAG_PATH if path is not None else 0x00
         header = bytes([VERSION, flags]) + self.encap + u32be(index)
-        info = info_for(self.kctx, index)
-        aad = aad_for(self.kctx, header, path)
+        aad = aad_for(self.kctx, flags, index, path)
         if self.is_rsa:
-            key, nonce = _rsa_value_key(self.secret, info)
+            # One key and base nonce per encapsulation; value i uses base_nonce XOR i.
+            key, nonce = self.rsa_key, compute_nonce(self.rsa_base_nonce, index)
         else:
-            key, nonce = hpke_key_schedule_base(self.secret, info)   # sequence 0: nonce = base_nonce
+            # One key schedule per value, info_i; sequence 0: nonce = base_nonce.
+            key, nonce = hpke_key_schedule_base(self.secret, info_for(self.kctx, index))
         return header + AESGCM(key).encrypt(nonce, message, aad)
 
 
@@ -509,10 +519,9 @@ def _selftest_key(name, private_key, other_private_key):
         mine = Sealer(kid, public_key, _sk_e=sk_e)
         for i, (m, p) in enumerate(messages[:7]):
             token = mine.seal(m, p)
-            header = token[:39]
             enc, ctx = SUITE.create_sender_context(pkr, info_for(mine.kctx, i), eks=eks)
             assert _uncompressed(ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), token[2:35])) == enc
-            assert ctx.seal(m, aad_for(mine.kctx, header, p)) == token[39:], "differs from pyhpke's sender"
+            assert ctx.seal(m, aad_for(mine.kctx, token[1], i, p)) == token[39:], "differs from pyhpke's sender"
 
     # a fresh encapsulation per request
     assert Sealer(kid, public_key).encap != sealer.encap

@@ -44,6 +44,7 @@ import javax.crypto.spec.SecretKeySpec;
 public class OpenEnvelope {
     static final int MAX_MESSAGE = 1 << 20; // 5.5
     static final int TAG_LEN = 16;
+    static final byte[] RSA_OAEP_INFO = "fle v2 rsa-oaep".getBytes(StandardCharsets.US_ASCII); // 5.4
     static final byte[] DATA_KEY_PREFIX = concat(new byte[] {0x00, (byte) 0xff},
             "fle-v2-dk".getBytes(StandardCharsets.US_ASCII)); // 5.4
     static final int MAX_PATH = 65535; // 5.3
@@ -153,13 +154,13 @@ public class OpenEnvelope {
         if (sealedLen > MAX_MESSAGE + TAG_LEN) {
             throw new EnvelopeException("token too long");
         }
-        byte[] header = Arrays.copyOfRange(token, 0, headerLen);
         byte[] encap = Arrays.copyOfRange(token, 2, 2 + encapLen);
         byte[] index = Arrays.copyOfRange(token, 2 + encapLen, headerLen);
         byte[] sealed = Arrays.copyOfRange(token, headerLen, token.length);
 
-        byte[] info = concat(kctx, index); // info_i = kctx || u32be(i)
-        byte[] aad; // aad_i = kctx || header [ || u32be(len(path)) || path ]
+        byte[] info = concat(kctx, index); // info_i = kctx || u32be(i) (hpke-p256)
+        byte[] bound = concat(kctx, Arrays.copyOfRange(token, 0, 2), index); // kctx || version || flags || u32be(i)
+        byte[] aad; // aad_i = that [ || u32be(len(path)) || path ]
         if ((flags & 0x01) != 0) {
             if (path == null) {
                 throw new EnvelopeException("token is path-bound: a path is required");
@@ -167,24 +168,28 @@ public class OpenEnvelope {
             if (path.length > MAX_PATH) {
                 throw new EnvelopeException("path longer than 65535 bytes");
             }
-            aad = concat(kctx, header, ByteBuffer.allocate(4).putInt(path.length).array(), path);
+            aad = concat(bound, ByteBuffer.allocate(4).putInt(path.length).array(), path);
         } else {
-            aad = concat(kctx, header); // a token without the flag opens wherever it is found
+            aad = bound; // a token without the flag opens wherever it is found
         }
 
         byte[] aeadKey;
         byte[] nonce;
         if (k > 0) {
             // rsa-oaep (5.4): unwrap 0x00 0xFF "fle-v2-dk" + the 32-byte data key,
-            // HKDF-SHA256(salt "", info_i, L = 44).
+            // HKDF-SHA256(salt "", info "fle v2 rsa-oaep", L = 44) gives key and base_nonce;
+            // the nonce is base_nonce XOR the index (in its last four bytes).
             byte[] unwrapped = rsaOaepSha256(encap);
             if (unwrapped.length != DATA_KEY_PREFIX.length + 32 || !startsWith(unwrapped, DATA_KEY_PREFIX)) {
                 throw new EnvelopeException("unwrapped data key is not the prefix and 32 bytes");
             }
             byte[] dataKey = Arrays.copyOfRange(unwrapped, DATA_KEY_PREFIX.length, unwrapped.length);
-            byte[] okm = hkdfExpand(hmac(new byte[32], dataKey), info, 44);
+            byte[] okm = hkdfExpand(hmac(new byte[32], dataKey), RSA_OAEP_INFO, 44);
             aeadKey = Arrays.copyOfRange(okm, 0, 32);
             nonce = Arrays.copyOfRange(okm, 32, 44);
+            for (int i = 0; i < 4; i++) {
+                nonce[8 + i] ^= index[i];
+            }
         } else {
             // hpke-p256 (5.4): RFC 9180 base mode, SetupBaseR(enc, skR, info_i).Open(aad_i, sealed).
             byte[] enc = decompress(encap); // 33 bytes compressed -> 65 bytes uncompressed `enc`

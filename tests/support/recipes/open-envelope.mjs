@@ -18,6 +18,7 @@ import { Aes256Gcm, CipherSuite, DhkemP256HkdfSha256, HkdfSha256 } from "@hpke/c
 const MAX_MESSAGE = 1 << 20; // 5.5
 const TAG_LEN = 16;
 const DATA_KEY_PREFIX = Buffer.from([0x00, 0xff, ...Buffer.from("fle-v2-dk")]); // 5.4
+const RSA_OAEP_INFO = Buffer.from("fle v2 rsa-oaep"); // 5.4: the HKDF info of rsa-oaep
 const MAX_PATH = 65535; // 5.3
 
 class EnvelopeError extends Error {}
@@ -146,13 +147,13 @@ async function openV2(opener, token, path) {
   if (sealedLen > MAX_MESSAGE + TAG_LEN) {
     throw new EnvelopeError("token too long");
   }
-  const header = token.subarray(0, headerLen);
   const encap = token.subarray(2, 2 + encapLen);
   const index = token.subarray(2 + encapLen, headerLen);
   const sealed = token.subarray(headerLen);
 
-  const info = Buffer.concat([kctx, index]); // info_i = kctx || u32be(i)
-  let aad; // aad_i = kctx || header [ || u32be(len(path)) || path ]
+  const info = Buffer.concat([kctx, index]); // info_i = kctx || u32be(i) (hpke-p256)
+  const bound = Buffer.concat([kctx, token.subarray(0, 2), index]); // kctx || version || flags || u32be(i)
+  let aad; // aad_i = that [ || u32be(len(path)) || path ]
   if (flags & 0x01) {
     if (path === null) {
       throw new EnvelopeError("token is path-bound: a path is required");
@@ -160,21 +161,24 @@ async function openV2(opener, token, path) {
     if (path.length > MAX_PATH) {
       throw new EnvelopeError("path longer than 65535 bytes");
     }
-    aad = Buffer.concat([kctx, header, u32be(path.length), path]);
+    aad = Buffer.concat([bound, u32be(path.length), path]);
   } else {
-    aad = Buffer.concat([kctx, header]); // a token without the flag opens wherever it is found
+    aad = bound; // a token without the flag opens wherever it is found
   }
 
   if (k > 0) {
     // rsa-oaep (5.4): unwrap 0x00 0xFF "fle-v2-dk" + the 32-byte data key;
-    // HKDF-SHA256(salt "", info_i, L = 44).
+    // HKDF-SHA256(salt "", info "fle v2 rsa-oaep", L = 44) gives key and base_nonce;
+    // the nonce is base_nonce XOR the index (in its last four bytes).
     const unwrapped = rsaOaepSha256(opener, encap);
     if (unwrapped.length !== DATA_KEY_PREFIX.length + 32 || !unwrapped.subarray(0, DATA_KEY_PREFIX.length).equals(DATA_KEY_PREFIX)) {
       throw new EnvelopeError("unwrapped data key is not the prefix and 32 bytes");
     }
     const dataKey = unwrapped.subarray(DATA_KEY_PREFIX.length);
-    const okm = Buffer.from(crypto.hkdfSync("sha256", dataKey, Buffer.alloc(0), info, 44));
-    const decipher = crypto.createDecipheriv("aes-256-gcm", okm.subarray(0, 32), okm.subarray(32, 44), {
+    const okm = Buffer.from(crypto.hkdfSync("sha256", dataKey, Buffer.alloc(0), RSA_OAEP_INFO, 44));
+    const nonce = okm.subarray(32, 44);
+    for (let i = 0; i < 4; i++) nonce[8 + i] ^= index[i];
+    const decipher = crypto.createDecipheriv("aes-256-gcm", okm.subarray(0, 32), nonce, {
       authTagLength: TAG_LEN,
     });
     decipher.setAAD(aad);
