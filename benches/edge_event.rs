@@ -1,6 +1,7 @@
 //! Whole CloudFront events through the edge encryptor, side by side in one criterion run:
 //!
-//! - fle native (`EdgeEncryptor::handle_event`, aws-lc-rs and RustCrypto backends);
+//! - fle native (`EdgeEncryptor::handle_event_json`, what the native Lambda runs: event text in,
+//!   request text out; aws-lc-rs and RustCrypto backends);
 //! - fle's Lambda@Edge package under Node.js (wasm core, RSA by Node's crypto), and the same
 //!   package with its pure-Rust RSA in wasm;
 //! - a plain Node.js handler with `crypto.publicEncrypt` (the peer the package must stay close to);
@@ -181,18 +182,10 @@ fn edge_event(c: &mut Criterion) {
         let edge = EdgeEncryptor::from_toml_str(&config_text(), Path::new("/"), backend).unwrap();
         check_output(
             backend.name(),
-            &serde_json::to_string(
-                &edge
-                    .handle_event(&serde_json::from_str(&event_text).unwrap())
-                    .into_value(),
-            )
-            .unwrap(),
+            &edge.handle_event_json(&event_text).into_inner(),
         );
         group.bench_function(format!("fle_native_{}", backend.name()), |b| {
-            b.iter(|| {
-                let event: Value = serde_json::from_str(&event_text).unwrap();
-                serde_json::to_string(&edge.handle_event(&event).into_value()).unwrap()
-            })
+            b.iter(|| edge.handle_event_json(&event_text).into_inner())
         });
     }
     group.bench_function("fle_lambda_edge_package_node", |b| {
@@ -256,19 +249,11 @@ fn edge_event(c: &mut Criterion) {
         .unwrap();
         check_output_v2(
             label,
-            &serde_json::to_string(
-                &edge
-                    .handle_event(&serde_json::from_str(&event_text).unwrap())
-                    .into_value(),
-            )
-            .unwrap(),
+            &edge.handle_event_json(&event_text).into_inner(),
             private,
         );
         group.bench_function(format!("fle_native_{label}_aws-lc-rs"), |b| {
-            b.iter(|| {
-                let event: Value = serde_json::from_str(&event_text).unwrap();
-                serde_json::to_string(&edge.handle_event(&event).into_value()).unwrap()
-            })
+            b.iter(|| edge.handle_event_json(&event_text).into_inner())
         });
     }
     group.bench_function("fle_lambda_edge_package_node_v1", |b| {

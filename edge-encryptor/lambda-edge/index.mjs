@@ -86,7 +86,8 @@ const imports = {
   },
 };
 
-// Passes `input` (bytes) to an exported function; returns {status, text}.
+// Passes `input` (bytes) to an exported function; returns {status, bytes} (a copy of the
+// result's payload).
 function call(fn, input, ...args) {
   const ptr = exports_.fle_alloc(input.length);
   view(ptr, input.length).set(input);
@@ -94,15 +95,16 @@ function call(fn, input, ...args) {
   const header = new DataView(exports_.memory.buffer, result, 8);
   const status = header.getUint32(0, true);
   const len = header.getUint32(4, true);
-  const text = Buffer.from(view(result + 8, len)).toString('utf8');
+  const bytes = Buffer.from(view(result + 8, len));
   exports_.fle_free(result, 8 + len);
-  return { status, text };
+  return { status, bytes };
 }
 
 function instantiate() {
   keys = [];
   exports_ = new WebAssembly.Instance(wasmModule, imports).exports;
-  const { status, text } = call(exports_.fle_init, configText, hostRsa);
+  const { status, bytes } = call(exports_.fle_init, configText, hostRsa);
+  const text = bytes.toString('utf8');
   if (status !== 0) throw new Error(`fle: invalid configuration: ${text}`);
   return text;
 }
@@ -124,9 +126,30 @@ const failClosed = {
 
 export const handler = async (event) => {
   try {
-    const { status, text } = call(exports_.fle_handle, Buffer.from(JSON.stringify(event), 'utf8'));
-    if (status === 0) return JSON.parse(text);
-    console.error(`fle: ${text}`);
+    const { status, bytes } = call(exports_.fle_handle, Buffer.from(JSON.stringify(event), 'utf8'));
+    // 0: a generated response; 2: forward the request as it is; 3: forward it with the members
+    // the module rewrote (each length u32 LE, 0xffffffff for a member that stays).
+    if (status === 0) return JSON.parse(bytes.toString('utf8'));
+    if (status === 2 || status === 3) {
+      const request = event.Records[0].cf.request;
+      if (status === 3) {
+        const queryLen = bytes.readUInt32LE(0);
+        const bodyLen = bytes.readUInt32LE(4);
+        let at = 8;
+        if (queryLen !== 0xffffffff) {
+          request.querystring = bytes.toString('utf8', at, at + queryLen);
+          at += queryLen;
+        }
+        if (bodyLen !== 0xffffffff) {
+          const data = bytes.toString('utf8', at, at + bodyLen);
+          request.body = { inputTruncated: false, action: 'replace', encoding: 'text', data };
+          at += bodyLen;
+        }
+        if (at !== bytes.length) throw new Error('malformed result from the module');
+      }
+      return request;
+    }
+    console.error(`fle: ${bytes.toString('utf8')}`);
   } catch (err) {
     // A trap leaves the instance unusable: start a fresh one for the next request.
     console.error(`fle: ${err && err.message}`);

@@ -17,20 +17,26 @@ use crate::config::ContentTypeError;
 use crate::uri::UriError;
 use crate::EdgeEncryptor;
 
-/// What to do with one request.
+mod text;
+
+pub use text::EventChange;
+
+/// What to do with one request. `T` is how the request or response is held: a
+/// [`serde_json::Value`] from [`EdgeEncryptor::handle_event`], its JSON text from
+/// [`EdgeEncryptor::handle_event_json`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<T = Value> {
     /// Forward this request object to the origin (returned from the handler as is).
     Forward {
         /// The request, body rewritten when fields were encrypted.
-        request: Value,
+        request: T,
         /// How many values were encrypted.
         encrypted: usize,
     },
     /// Answer the viewer with this generated response instead.
     Respond {
         /// The Lambda@Edge response object.
-        response: Value,
+        response: T,
         /// Why: the status and the stable code of the response.
         rejection: Rejection,
         /// The human-readable reason in the response body. Names fields, never values.
@@ -38,9 +44,9 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
-    /// The object a Lambda@Edge handler returns: the request or the response.
-    pub fn into_value(self) -> Value {
+impl<T> Outcome<T> {
+    /// What the Lambda@Edge handler returns: the request or the response.
+    pub fn into_inner(self) -> T {
         match self {
             Outcome::Forward { request, .. } => request,
             Outcome::Respond { response, .. } => response,
@@ -53,6 +59,13 @@ impl Outcome {
             Outcome::Forward { .. } => None,
             Outcome::Respond { rejection, .. } => Some(*rejection),
         }
+    }
+}
+
+impl Outcome {
+    /// The object a Lambda@Edge handler returns: the request or the response.
+    pub fn into_value(self) -> Value {
+        self.into_inner()
     }
 }
 
@@ -599,22 +612,32 @@ impl EdgeEncryptor {
 
     fn try_handle(&self, request: &Value) -> Result<Outcome, Refusal> {
         let line = RequestLine::from_value(request)?;
-        let applies = self.config.applies_to(line.method, line.uri)?;
-        if !applies {
+        if !self.config.applies_to(line.method, line.uri)? {
             return Ok(Outcome::Forward {
                 request: request.clone(),
                 encrypted: 0,
             });
         }
-        let view = line.complete()?;
+        let change = self.rewrite(line.complete()?)?;
+        Ok(Outcome::Forward {
+            request: rewritten(request, change.query, change.body.map(body_object)),
+            encrypted: change.encrypted,
+        })
+    }
+
+    /// What changes in a request the rules cover (the caller has decided that from `method`
+    /// and `uri` alone, before reading the rest into `view`), whatever the request's
+    /// representation: the new query string and body, each `None` when unchanged.
+    fn rewrite(&self, view: OriginRequest<'_>) -> Result<Change, Refusal> {
         // One set of rules for the query string and the body: one version-2 encapsulation per
         // key for the whole request.
         let rules = self.rules();
         let new_query = crate::query::rewrite(view.querystring(), &rules, self.config.query)?;
         let forward_unchanged = |new_query: Option<(String, usize)>| {
             let (query, encrypted) = new_query.map_or((None, 0), |(q, n)| (Some(q), n));
-            Ok(Outcome::Forward {
-                request: rewritten(request, query, None),
+            Ok(Change {
+                query,
+                body: None,
                 encrypted,
             })
         };
@@ -677,16 +700,32 @@ impl EdgeEncryptor {
             encrypted += count;
             query
         });
-        let mut new = Map::new();
-        new.insert("inputTruncated".into(), Value::Bool(false));
-        new.insert("action".into(), Value::from("replace"));
-        new.insert("encoding".into(), Value::from("text"));
-        new.insert("data".into(), Value::String(new_body));
-        Ok(Outcome::Forward {
-            request: rewritten(request, query, Some(Value::Object(new))),
+        Ok(Change {
+            query,
+            body: Some(new_body),
             encrypted,
         })
     }
+}
+
+/// What the edge changes in a covered request.
+struct Change {
+    /// The new query string, when a value in it was encrypted.
+    query: Option<String>,
+    /// The new body text (forwarded with `encoding: "text"`), when the body was read.
+    body: Option<String>,
+    /// How many values were encrypted.
+    encrypted: usize,
+}
+
+/// The `body` member of a forwarded request whose body was rewritten.
+fn body_object(data: String) -> Value {
+    let mut new = Map::new();
+    new.insert("inputTruncated".into(), Value::Bool(false));
+    new.insert("action".into(), Value::from("replace"));
+    new.insert("encoding".into(), Value::from("text"));
+    new.insert("data".into(), Value::String(data));
+    Value::Object(new)
 }
 
 /// `request` with `querystring` and `body` replaced when given (in place, or appended when the

@@ -87,7 +87,8 @@ pub use config::{
     FieldSelector, MarkerPolicy, NameMatching, QueryPolicy, UnparseablePolicy, UriCase,
 };
 pub use event::{
-    BodyEncoding, EventError, Header, Headers, OriginRequest, Outcome, Rejection, RequestBody,
+    BodyEncoding, EventChange, EventError, Header, Headers, OriginRequest, Outcome, Rejection,
+    RequestBody,
 };
 use fle_shared::backend::Backend;
 use fle_shared::{EncapsulationCache, EnvelopeVersion, FieldEncryptor, Keyring, ReuseLimits};

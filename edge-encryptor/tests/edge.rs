@@ -1,8 +1,10 @@
 //! The edge encryptor's behaviour, one test per rule, decrypting what it forwards with the demo
 //! private key.
 
+mod common;
+
 use base64::Engine;
-use fle_edge_encryptor::{EdgeEncryptor, Outcome, JSON_VALUE_TAG};
+use fle_edge_encryptor::{EdgeEncryptor, Outcome, Rejection, JSON_VALUE_TAG};
 use fle_shared::backend::{self, Backend};
 use fle_shared::{OaepPrivateKey, ScanItem};
 use serde_json::{json, Value};
@@ -119,7 +121,7 @@ fn reference_event_is_encrypted_and_decrypts_back_with_both_backends() {
     for backend in backend::all_backends() {
         let edge = edge_with(&format!("fields = {REFERENCE_FIELDS}\n"), backend);
         let input = json_event(PEOPLE);
-        let (request, encrypted) = forwarded(edge.handle_event(&input));
+        let (request, encrypted) = forwarded(common::handle(&edge, &input));
         assert_eq!(encrypted, 18);
         let body = &request["body"];
         assert_eq!(body["action"], "replace");
@@ -176,12 +178,10 @@ fn reference_event_is_encrypted_and_decrypts_back_with_both_backends() {
 #[test]
 fn text_encoding_and_form_bodies() {
     let edge = reference_edge();
-    let (request, n) = forwarded(edge.handle_event(&event(
-        "POST",
-        Some("application/json"),
-        r#"{"ssn":"1"}"#,
-        false,
-    )));
+    let (request, n) = forwarded(common::handle(
+        &edge,
+        &event("POST", Some("application/json"), r#"{"ssn":"1"}"#, false),
+    ));
     assert_eq!(n, 1);
     assert_eq!(
         decrypt_all(&edge, request["body"]["data"].as_str().unwrap()),
@@ -195,7 +195,7 @@ fn text_encoding_and_form_bodies() {
         form,
         true,
     );
-    let (request, n) = forwarded(edge.handle_event(&ev));
+    let (request, n) = forwarded(common::handle(&edge, &ev));
     assert_eq!(n, 3);
     let out = request["body"]["data"].as_str().unwrap();
     assert!(
@@ -236,7 +236,7 @@ fn truncated_input_is_413_never_forwarded() {
     let edge = reference_edge();
     let mut ev = json_event(r#"{"ssn": "123-45-6789"#);
     ev["Records"][0]["cf"]["request"]["body"]["inputTruncated"] = json!(true);
-    let (status, code, response) = rejected(edge.handle_event(&ev));
+    let (status, code, response) = rejected(common::handle(&edge, &ev));
     assert_eq!((status, code), (413, "input_truncated"));
     assert!(!response.to_string().contains("6789"));
 }
@@ -260,13 +260,13 @@ fn unparseable_bodies_and_content_types() {
         if bad.is_empty() {
             continue; // an empty body has nothing to encrypt: forwarded (tested below)
         }
-        let (status, code, response) = rejected(edge.handle_event(&json_event(bad)));
+        let (status, code, response) = rejected(common::handle(&edge, &json_event(bad)));
         assert_eq!((status, code), (400, "invalid_body"), "{bad}");
         assert!(!response["body"].as_str().unwrap().contains("ssn\": "));
     }
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
     // Valid JSON deeper than the walker's limit is refused too (not "unparseable": too deep).
-    let (status, code, _) = rejected(edge.handle_event(&json_event(&deep)));
+    let (status, code, _) = rejected(common::handle(&edge, &json_event(&deep)));
     assert_eq!((status, code), (400, "body_too_deep"));
     let not_utf8 = {
         let mut ev = json_event("");
@@ -274,11 +274,13 @@ fn unparseable_bodies_and_content_types() {
             json!(base64::engine::general_purpose::STANDARD.encode(b"{\"ssn\":\"\xff\"}"));
         ev
     };
-    assert_eq!(rejected(edge.handle_event(&not_utf8)).1, "invalid_body");
+    assert_eq!(rejected(common::handle(&edge, &not_utf8)).1, "invalid_body");
 
     for ct in [None, Some("text/plain"), Some("application/xml")] {
-        let (status, code, _) =
-            rejected(edge.handle_event(&event("POST", ct, r#"{"ssn":"1"}"#, true)));
+        let (status, code, _) = rejected(common::handle(
+            &edge,
+            &event("POST", ct, r#"{"ssn":"1"}"#, true),
+        ));
         assert_eq!((status, code), (415, "unsupported_content_type"), "{ct:?}");
     }
     let latin1 = event(
@@ -287,7 +289,7 @@ fn unparseable_bodies_and_content_types() {
         r#"{"ssn":"1"}"#,
         true,
     );
-    assert_eq!(rejected(edge.handle_event(&latin1)).0, 415);
+    assert_eq!(rejected(common::handle(&edge, &latin1)).0, 415);
 
     // There is no policy that forwards them: "pass" was removed.
     let dir = fle_test_support::root();
@@ -305,9 +307,10 @@ fn unparseable_bodies_and_content_types() {
 fn value_over_the_limit_is_413_naming_the_field() {
     let edge = reference_edge();
     let long = "x".repeat(191);
-    let (status, code, response) = rejected(edge.handle_event(&json_event(&format!(
-        r#"{{"people": [{{"email": "{long}"}}]}}"#
-    ))));
+    let (status, code, response) = rejected(common::handle(
+        &edge,
+        &json_event(&format!(r#"{{"people": [{{"email": "{long}"}}]}}"#)),
+    ));
     assert_eq!((status, code), (413, "field_too_long"));
     let message = response["body"].as_str().unwrap();
     assert!(
@@ -316,12 +319,15 @@ fn value_over_the_limit_is_413_naming_the_field() {
     );
     assert!(!message.contains("xxxx"));
     // 190 bytes is fine; 189 ASCII + a 2-byte character is not.
-    forwarded(edge.handle_event(&json_event(&format!(
-        r#"{{"email": "{}"}}"#,
-        "x".repeat(190)
-    ))));
+    forwarded(common::handle(
+        &edge,
+        &json_event(&format!(r#"{{"email": "{}"}}"#, "x".repeat(190))),
+    ));
     let straddle = format!(r#"{{"email": "{}é"}}"#, "x".repeat(189));
-    assert_eq!(rejected(edge.handle_event(&json_event(&straddle))).0, 413);
+    assert_eq!(
+        rejected(common::handle(&edge, &json_event(&straddle))).0,
+        413
+    );
     // Key 02 (RSA-3072) takes 318 bytes.
     let k02 = make_edge(
         "fields = [{ name = \"email\", key = \"02\" }]
@@ -336,7 +342,10 @@ fn value_over_the_limit_is_413_naming_the_field() {
 #[test]
 fn marker_injection_is_rejected_anywhere_or_neutralised() {
     let edge = reference_edge();
-    let (captured, _) = forwarded(edge.handle_event(&json_event(r#"{"ssn": "123-45-6789"}"#)));
+    let (captured, _) = forwarded(common::handle(
+        &edge,
+        &json_event(r#"{"ssn": "123-45-6789"}"#),
+    ));
     let envelope = captured["body"]["data"].as_str().unwrap()[9..361].to_owned();
     assert!(envelope.starts_with("#01#") && envelope.ends_with("#10#"));
 
@@ -349,7 +358,7 @@ fn marker_injection_is_rejected_anywhere_or_neutralised() {
         r##"{"note": "#02#"}"##.to_owned(),        // another key's prefix
     ];
     for attack in &attacks {
-        let (status, code, response) = rejected(edge.handle_event(&json_event(attack)));
+        let (status, code, response) = rejected(common::handle(&edge, &json_event(attack)));
         assert_eq!((status, code), (400, "marker_injection"), "{attack}");
         assert!(!response.to_string().contains(&envelope[4..40]));
     }
@@ -367,7 +376,7 @@ fn marker_injection_is_rejected_anywhere_or_neutralised() {
         &form,
         true,
     );
-    assert_eq!(rejected(edge.handle_event(&ev)).1, "marker_injection");
+    assert_eq!(rejected(common::handle(&edge, &ev)).1, "marker_injection");
 
     // Neutralised: the text survives but is no envelope any more.
     let neutral = make_edge(&format!(
@@ -412,7 +421,7 @@ fn marker_injection_is_rejected_anywhere_or_neutralised() {
 fn non_string_values_are_encrypted_as_tagged_json() {
     let edge = make_edge("fields = [\"age\", \"vip\", \"none\", \"card\", \"tags\"]\n");
     let body = r#"{"age": 42, "vip": true, "none": null, "card": {"number": "4111 1111", "exp": [12, 2030]}, "tags": [ "a" , 1.5e3 ], "keep": 7}"#;
-    let (request, n) = forwarded(edge.handle_event(&json_event(body)));
+    let (request, n) = forwarded(common::handle(&edge, &json_event(body)));
     assert_eq!(n, 5);
     let text = request["body"]["data"].as_str().unwrap();
     assert!(text.ends_with(r#""keep": 7}"#));
@@ -432,7 +441,10 @@ fn non_string_values_are_encrypted_as_tagged_json() {
         ]
     );
     // A string that starts with the tag would be ambiguous: refused.
-    let (status, code, _) = rejected(edge.handle_event(&json_event(r#"{"age": "\u0000 42"}"#)));
+    let (status, code, _) = rejected(common::handle(
+        &edge,
+        &json_event(r#"{"age": "\u0000 42"}"#),
+    ));
     assert_eq!((status, code), (400, "reserved_value"));
 }
 
@@ -440,7 +452,7 @@ fn non_string_values_are_encrypted_as_tagged_json() {
 fn paths_wildcards_and_keys_per_field() {
     let edge = make_edge("fields = [\"$.customers[*].card.number\", { path = \"$.customers[0].name\", key = \"02\" }, \"$['odd key'].*\"]\n");
     let body = r#"{"customers": [{"name": "A", "card": {"number": "4111", "cvv": "1"}}, {"name": "B", "card": {"number": "4222"}}], "card": {"number": "not me"}, "odd key": {"x": "1", "y": 2}}"#;
-    let (request, n) = forwarded(edge.handle_event(&json_event(body)));
+    let (request, n) = forwarded(common::handle(&edge, &json_event(body)));
     assert_eq!(n, 5);
     let text = request["body"]["data"].as_str().unwrap();
     assert!(text.contains(r#""card": {"number": "not me"}"#) && text.contains(r#""cvv": "1""#));
@@ -469,15 +481,15 @@ fn methods_uris_and_missing_bodies() {
     // Not covered: forwarded untouched, even with a plaintext field.
     let get = event("GET", Some("application/json"), r#"{"ssn":"1"}"#, true);
     assert_eq!(
-        forwarded(edge.handle_event(&get)).0,
+        forwarded(common::handle(&edge, &get)).0,
         get["Records"][0]["cf"]["request"]
     );
     let mut other = json_event(r#"{"ssn":"1"}"#);
     other["Records"][0]["cf"]["request"]["uri"] = json!("/public");
-    assert_eq!(forwarded(edge.handle_event(&other)).1, 0);
+    assert_eq!(forwarded(common::handle(&edge, &other)).1, 0);
 
     // Covered, empty body: nothing to do.
-    let (request, n) = forwarded(edge.handle_event(&json_event("")));
+    let (request, n) = forwarded(common::handle(&edge, &json_event("")));
     assert_eq!(
         (n, request["body"]["action"].as_str()),
         (0, Some("read-only"))
@@ -489,20 +501,20 @@ fn methods_uris_and_missing_bodies() {
     req.as_object_mut().unwrap().remove("body");
     req["headers"]["content-length"] = json!([{"key": "Content-Length", "value": "42"}]);
     assert_eq!(
-        rejected(edge.handle_event(&hidden)),
+        rejected(common::handle(&edge, &hidden)),
         (
             500,
             "body_not_visible",
-            rejected(edge.handle_event(&hidden)).2
+            rejected(common::handle(&edge, &hidden)).2
         )
     );
     hidden["Records"][0]["cf"]["request"]["headers"]["content-length"] =
         json!([{"key": "Content-Length", "value": "0"}]);
-    forwarded(edge.handle_event(&hidden));
+    forwarded(common::handle(&edge, &hidden));
 
     // Not an event at all.
     assert_eq!(
-        rejected(edge.handle_event(&json!({"hello": 1}))).1,
+        rejected(common::handle(&edge, &json!({"hello": 1}))).1,
         "invalid_event"
     );
 }
@@ -515,18 +527,22 @@ fn result_over_the_body_limit_is_413() {
     let five: Vec<String> = (0..5).map(|i| format!(r#"{{"ssn": "{i}"}}"#)).collect();
     let body = format!("[{}]", five.join(","));
     assert!(body.len() < 1500);
-    let (status, code, response) = rejected(edge.handle_event(&json_event(&body)));
+    let (status, code, response) = rejected(common::handle(&edge, &json_event(&body)));
     assert_eq!((status, code), (413, "body_too_large"));
     assert!(response["body"].as_str().unwrap().contains("1500"));
-    forwarded(edge.handle_event(&json_event(&format!("[{}]", five[..4].join(",")))));
+    forwarded(common::handle(
+        &edge,
+        &json_event(&format!("[{}]", five[..4].join(","))),
+    ));
 }
 
 #[test]
 fn unicode_escapes_are_decoded_before_encryption() {
     let edge = reference_edge();
-    let (request, _) = forwarded(edge.handle_event(&json_event(
-        r#"{"fname": "J\u00f6 \ud83e\udd80 \"q\" \\ \/ \n"}"#,
-    )));
+    let (request, _) = forwarded(common::handle(
+        &edge,
+        &json_event(r#"{"fname": "J\u00f6 \ud83e\udd80 \"q\" \\ \/ \n"}"#),
+    ));
     let plain = decrypt_all(&edge, request["body"]["data"].as_str().unwrap());
     assert_eq!(
         String::from_utf8(plain[0].clone()).unwrap(),
@@ -625,7 +641,7 @@ fn unknown_members_round_trip() {
         json!({"nested": [1, 2.5, null, {"k": "v"}], "s": "\u{1f980}"}),
     );
     let original = ev["Records"][0]["cf"]["request"].clone();
-    let (request, n) = forwarded(edge.handle_event(&ev));
+    let (request, n) = forwarded(common::handle(&edge, &ev));
     assert_eq!(n, 2);
     let (a, b) = (original.as_object().unwrap(), request.as_object().unwrap());
     assert_eq!(
@@ -652,7 +668,7 @@ fn unknown_members_round_trip() {
     // Nothing to encrypt in the body: forwarded as it came, the query string still rewritten.
     let mut ev = json_event("");
     ev["Records"][0]["cf"]["request"]["querystring"] = json!("ssn=1");
-    let (request, n) = forwarded(edge.handle_event(&ev));
+    let (request, n) = forwarded(common::handle(&edge, &ev));
     assert_eq!(n, 1);
     assert_eq!(
         request["body"], ev["Records"][0]["cf"]["request"]["body"],
@@ -715,14 +731,14 @@ fn malformed_members_only_matter_when_covered() {
                     rejection,
                     message: m,
                     ..
-                } = edge.handle_event(&ev)
+                } = common::handle(&edge, &ev)
                 else {
                     panic!("{member}: {value} forwarded")
                 };
                 assert_eq!(rejection.code(), "invalid_event", "{member}: {value}");
                 assert!(m.contains(message) && !m.contains("secret"), "{m}");
             } else {
-                let (request, n) = forwarded(edge.handle_event(&ev));
+                let (request, n) = forwarded(common::handle(&edge, &ev));
                 assert_eq!((&request, n), (&ev["Records"][0]["cf"]["request"], 0));
             }
         }
@@ -732,9 +748,9 @@ fn malformed_members_only_matter_when_covered() {
     let mut ev = json_event(r#"{"ssn":"1"}"#);
     ev["Records"][0]["cf"]["request"]["body"] =
         json!({"inputTruncated": true, "encoding": "gzip", "data": "x"});
-    assert_eq!(rejected(edge.handle_event(&ev)).1, "input_truncated");
+    assert_eq!(rejected(common::handle(&edge, &ev)).1, "input_truncated");
     ev["Records"][0]["cf"]["request"]["body"] = json!({"data": "x"});
-    let Outcome::Respond { message, .. } = edge.handle_event(&ev) else {
+    let Outcome::Respond { message, .. } = common::handle(&edge, &ev) else {
         panic!()
     };
     assert_eq!(message, "origin-request event without a body encoding");
@@ -749,7 +765,7 @@ fn malformed_members_only_matter_when_covered() {
             rejection,
             message: m,
             ..
-        } = edge.handle_event(&ev)
+        } = common::handle(&edge, &ev)
         else {
             panic!()
         };
@@ -757,5 +773,93 @@ fn malformed_members_only_matter_when_covered() {
     }
     let mut ev = json_event("");
     ev["Records"][0]["cf"]["request"] = json!("secret");
-    assert_eq!(rejected(edge.handle_event(&ev)).1, "invalid_event");
+    assert_eq!(rejected(common::handle(&edge, &ev)).1, "invalid_event");
+}
+
+#[test]
+fn the_text_path_copies_what_it_does_not_change_and_refuses_read_members_named_twice() {
+    let edge = reference_edge();
+    let request = |members: &str| {
+        format!(r#"{{"Records": [{{"cf": {{"config": {{}}, "request": {{{members}}}}}}}, 7]}}"#)
+    };
+    let body = r#""body": {"inputTruncated": false, "action": "read-only", "encoding": "text", "data": "{\"ssn\": \"123-45-6789\"}"}"#;
+    let headers =
+        r#""headers": {"content-type": [{"key": "Content-Type", "value": "application/json"}]}"#;
+    // Members the edge does not change keep their text (Value would write 1e2 as 100.0), in
+    // their order; a missing query string stays missing.
+    let text = request(&format!(
+        r#""origin": {{"custom": {{"port": 1e2, "x": "\u00e9"}}}}, "method": "POST", "uri": "/api/people", {headers}, {body}, "z": [ ]"#
+    ));
+    let Outcome::Forward {
+        request: out,
+        encrypted,
+    } = edge.handle_event_json(&text)
+    else {
+        panic!("refused");
+    };
+    assert_eq!(encrypted, 1);
+    assert!(
+        out.starts_with(r#"{"origin":{"custom": {"port": 1e2, "x": "\u00e9"}},"method":"POST","uri":"/api/people","headers":{"content-type""#),
+        "{out}"
+    );
+    assert!(out.ends_with(r#"},"z":[ ]}"#), "{out}");
+    assert!(!out.contains("querystring") && !out.contains("123-45-6789"));
+    let forwarded: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(forwarded["body"]["action"], "replace");
+    let decrypted = OaepPrivateKey::from_pem(DEMO_PRIVATE).unwrap();
+    let data = forwarded["body"]["data"].as_str().unwrap();
+    let items: Vec<_> = edge.keyring().scanner().scan_str(data).collect();
+    let [ScanItem::Envelope(found)] = &items[..] else {
+        panic!("{items:?}");
+    };
+    assert_eq!(
+        decrypted
+            .decrypt_envelope(found.key, &found.envelope)
+            .unwrap()
+            .as_bytes(),
+        b"123-45-6789"
+    );
+
+    // A member the edge reads, named twice: another parser of the forwarded object could take
+    // the copy the edge did not judge. Refused; Value keeps the last copy silently.
+    for twice in [
+        format!(r#""method": "GET", "method": "POST", "uri": "/api/people", {headers}, {body}"#),
+        format!(r#""method": "POST", "uri": "/api/people", {headers}, {body}, {body}"#),
+        format!(r#""method": "POST", "uri": "/api/people", {headers}, {headers}, {body}"#),
+        format!(
+            r#""method": "POST", "uri": "/api/people", {headers}, "body": {{"encoding": "text", "data": "", "data": "{{\"ssn\": \"1\"}}"}}"#
+        ),
+    ] {
+        let outcome = edge.handle_event_json(&request(&twice));
+        assert_eq!(
+            outcome.rejection(),
+            Some(Rejection::InvalidEvent),
+            "{twice}"
+        );
+    }
+    // Members nobody reads may repeat; they are copied.
+    let repeated = request(&format!(
+        r#""x": 1, "x": 2, "method": "POST", "uri": "/api/people", {headers}, {body}"#
+    ));
+    let Outcome::Forward { request: out, .. } = edge.handle_event_json(&repeated) else {
+        panic!("refused");
+    };
+    assert!(out.starts_with(r#"{"x":1,"x":2,"#), "{out}");
+
+    // Not JSON, or not an origin-request event: 500 invalid_event, as handle_event.
+    for bad in [
+        "",
+        "{",
+        "[]",
+        r#"{"Records": []}"#,
+        r#"{"Records": [{"cf": {}}]}"#,
+        r#"{"Records": [{"cf": {"request": []}}]}"#,
+        &format!("{} x", request(r#""method": "GET", "uri": "/""#)),
+    ] {
+        assert_eq!(
+            edge.handle_event_json(bad).rejection(),
+            Some(Rejection::InvalidEvent),
+            "{bad}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! to a protected handler is encrypted, exclusions are not reachable by an encoding trick, and
 //! paths the edge cannot read are refused with 400 `invalid_uri`.
 
+mod common;
+
 use fle_edge_encryptor::{EdgeConfig, EdgeEncryptor, Outcome};
 use fle_shared::{backend, OaepPrivateKey, ScanItem};
 use serde_json::{json, Value};
@@ -73,7 +75,7 @@ fn cases(table: &str) -> Vec<(String, Expect)> {
 
 fn check(edge: &EdgeEncryptor, method: &str, uri: &str, expect: Expect) {
     let input = event(method, uri);
-    match (edge.handle_event(&input), expect) {
+    match (common::handle(edge, &input), expect) {
         (Outcome::Forward { request, encrypted }, Encrypt) => {
             assert_eq!(encrypted, 1, "{uri}");
             let body = request["body"]["data"].as_str().unwrap();

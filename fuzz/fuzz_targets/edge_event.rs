@@ -1,6 +1,7 @@
 //! The whole origin-request handler (`EdgeEncryptor::handle_event`) on arbitrary input: it
 //! never panics, and the outcome is a forwarded request object or a well-formed 4xx/5xx
-//! generated response. A forwarded body that was rewritten decrypts (demo private key, through
+//! generated response; `handle_event_json` on the event's text reaches the same verdict
+//! (envelopes masked), and on the raw input text a well-formed outcome. A forwarded body that was rewritten decrypts (demo private key, through
 //! `fle_decryptor`) back to the original body.
 //!
 //! Input: byte 0 picks one of `fle_fuzz::EDGE_TABLES`; byte 1 the shape:
@@ -44,7 +45,20 @@ fuzz_target!(|data: &[u8]| {
     let f = fixtures();
     let edge = &f.edges[usize::from(*which) % f.edges.len()];
     let outcome = edge.handle_event(&event);
-    fle_fuzz::verdict(edge, &outcome);
+    let verdict = fle_fuzz::verdict(edge, &outcome);
+    // The text path (what the Lambda functions run) decides alike on the same event.
+    let by_text = fle_fuzz::parsed(edge.handle_event_json(&event.to_string()));
+    assert_eq!(
+        verdict,
+        fle_fuzz::verdict(edge, &by_text),
+        "handle_event_json decides otherwise"
+    );
+    if *shape == 0 {
+        // The raw text too (duplicate members, odd spacing): a well-formed outcome.
+        if let Ok(text) = std::str::from_utf8(rest) {
+            fle_fuzz::verdict(edge, &fle_fuzz::parsed(edge.handle_event_json(text)));
+        }
+    }
     if let fle_edge_encryptor::Outcome::Forward { request, encrypted } = &outcome {
         let original = event.pointer("/Records/0/cf/request").unwrap();
         if *encrypted > 0 {

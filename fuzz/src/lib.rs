@@ -153,6 +153,30 @@ pub fn verdict(edge: &EdgeEncryptor, outcome: &Outcome) -> Verdict {
     }
 }
 
+/// An outcome of `EdgeEncryptor::handle_event_json` with its JSON text parsed, for
+/// [`verdict`]; panics if the text path wrote something that is not JSON.
+pub fn parsed(outcome: Outcome<String>) -> Outcome {
+    let parse = |text: &str| -> Value {
+        serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("the text path wrote invalid JSON ({e}): {text}"))
+    };
+    match outcome {
+        Outcome::Forward { request, encrypted } => Outcome::Forward {
+            request: parse(&request),
+            encrypted,
+        },
+        Outcome::Respond {
+            response,
+            rejection,
+            message,
+        } => Outcome::Respond {
+            response: parse(&response),
+            rejection,
+            message,
+        },
+    }
+}
+
 /// Percent-decodes leniently (lossy UTF-8; left as it is when malformed).
 pub fn lenient_decode(text: &str) -> String {
     match form::decode(text, 0) {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use fle_edge_encryptor::EdgeEncryptor;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The configuration file this process uses.
 fn config_path() -> PathBuf {
@@ -26,11 +26,13 @@ fn config_path() -> PathBuf {
         .join("fle.toml")
 }
 
-/// One invocation: the origin-request event in, the request to forward or the response out.
-/// Logged: the outcome, how many values were encrypted or the rejection's code and status;
-/// never the URI, a header or the body (any of them may hold what the edge protects).
-fn handle(edge: &EdgeEncryptor, event: LambdaEvent<Value>) -> Value {
-    let outcome = edge.handle_event(&event.payload);
+/// One invocation: the origin-request event in, the request to forward or the response out,
+/// as JSON text (`EdgeEncryptor::handle_event_json`: members it does not change are copied
+/// from the event's text). Logged: the outcome, how many values were encrypted or the
+/// rejection's code and status; never the URI, a header or the body (any of them may hold
+/// what the edge protects).
+fn handle(edge: &EdgeEncryptor, event: LambdaEvent<Box<RawValue>>) -> Result<Box<RawValue>, Error> {
+    let outcome = edge.handle_event_json(event.payload.get());
     let request_id = event.context.request_id.as_str();
     match &outcome {
         fle_edge_encryptor::Outcome::Forward { encrypted, .. } => {
@@ -42,7 +44,9 @@ fn handle(edge: &EdgeEncryptor, event: LambdaEvent<Value>) -> Value {
             }
         }
     }
-    outcome.into_value()
+    // `handle_event_json` writes valid JSON; `from_string` checks it again (a few µs against
+    // the runtime's HTTP round trip) because serde_json has no unchecked constructor.
+    Ok(RawValue::from_string(outcome.into_inner())?)
 }
 
 /// Logs as JSON lines on stderr (CloudWatch), level from `RUST_LOG`, else
@@ -66,10 +70,7 @@ async fn main() -> Result<(), Error> {
     let edge = EdgeEncryptor::from_toml_file(&path, fle_shared::backend::default_backend())
         .map_err(|e| format!("fle-edge-lambda: configuration {}: {e}", path.display()))?;
     let edge = &edge;
-    lambda_runtime::run(service_fn(move |event| async move {
-        Ok::<Value, Error>(handle(edge, event))
-    }))
-    .await
+    lambda_runtime::run(service_fn(move |event| async move { handle(edge, event) })).await
 }
 
 #[cfg(test)]
@@ -83,14 +84,16 @@ mod tests {
         let edge =
             EdgeEncryptor::from_toml_str(config, &dir, fle_shared::backend::default_backend())
                 .unwrap();
-        let event: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("tests/fixtures/events/reference-3x6.json")).unwrap(),
+        let event = RawValue::from_string(
+            std::fs::read_to_string(dir.join("tests/fixtures/events/reference-3x6.json")).unwrap(),
         )
         .unwrap();
         let out = handle(
             &edge,
             LambdaEvent::new(event, lambda_runtime::Context::default()),
-        );
+        )
+        .unwrap();
+        let out: serde_json::Value = serde_json::from_str(out.get()).unwrap();
         assert_eq!(out["body"]["action"], "replace");
         assert_eq!(
             out["body"]["data"]

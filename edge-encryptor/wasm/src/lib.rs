@@ -27,12 +27,16 @@
 //! - `fle_init(config_ptr, config_len, host_rsa) -> result` with the TOML configuration (keys
 //!   inline, as `build-lambda-edge.sh` bundles it); `host_rsa` 1 uses the host's RSA, 0 the
 //!   pure-Rust backend.
-//! - `fle_handle(event_ptr, event_len) -> result` with one origin-request event as JSON.
+//! - `fle_handle(event_ptr, event_len) -> result` with one origin-request event as JSON: what
+//!   to do with the event's `request` object (status 0: return the generated response, the
+//!   payload's JSON; 2: return the request unchanged; 3: replace its `querystring` and/or
+//!   `body`, the payload being `[query_len: u32 LE][body_len: u32 LE]` and both texts,
+//!   `u32::MAX` marking a member that stays). The host keeps the event object it was given
+//!   rather than parsing a JSON copy of the whole request.
 //!
 //! Inputs passed to `fle_init`/`fle_handle` are owned (and freed) by the module. A `result` is
-//! a pointer to `[status: u32 LE][len: u32 LE][len bytes of UTF-8]`: status 0 and the JSON to
-//! return from the handler, or status 1 and an error message; the host frees it with
-//! `fle_free(result, 8 + len)`.
+//! a pointer to `[status: u32 LE][len: u32 LE][len bytes]`: a status above and its payload, or
+//! status 1 and an error message (UTF-8); the host frees it with `fle_free(result, 8 + len)`.
 //!
 //! On targets other than wasm32 this crate is empty.
 

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use fle_edge_encryptor::EdgeEncryptor;
+use fle_edge_encryptor::{EdgeEncryptor, EventChange};
 use fle_shared::backend::{check_encrypt_args, rustcrypto::RustCryptoBackend};
 use fle_shared::backend::{Backend, BackendError, EncryptionKey, P256Encap, P256Recipient};
 use fle_shared::{P256PublicKey, RsaPublicKey};
@@ -219,7 +219,16 @@ pub unsafe extern "C" fn fle_init(ptr: *mut u8, len: usize, host_rsa: i32) -> *m
     }
 }
 
-/// Handles one origin-request event (JSON); the result is the request or response to return.
+/// Handles one origin-request event (JSON text; `EdgeEncryptor::rewrite_event_json`). The
+/// result's status says what the host does with the event's `request` object:
+/// - 0: return the generated response, the payload's JSON;
+/// - 2: return the request as it is (no payload);
+/// - 3: replace members, then return it. Payload: `[query_len: u32 LE][body_len: u32 LE]`,
+///   then the new query string and the new body text (UTF-8), a length of `u32::MAX` meaning
+///   "unchanged" (and no bytes). The body member becomes `{inputTruncated: false, action:
+///   "replace", encoding: "text", data: body}`.
+///
+/// The host keeps its parsed event instead of parsing the module's JSON of the whole request.
 ///
 /// # Safety
 /// `(ptr, len)` must come from `fle_alloc(len)`; this function frees it.
@@ -227,16 +236,39 @@ pub unsafe extern "C" fn fle_init(ptr: *mut u8, len: usize, host_rsa: i32) -> *m
 pub unsafe extern "C" fn fle_handle(ptr: *mut u8, len: usize) -> *mut u8 {
     // SAFETY: forwarded contract.
     let input = unsafe { take_input(ptr, len) };
-    let event: serde_json::Value = match serde_json::from_slice(&input) {
-        Ok(event) => event,
-        Err(_) => return result(1, b"the event is not JSON"),
+    let Ok(event) = std::str::from_utf8(&input) else {
+        return result(1, b"the event is not UTF-8");
     };
-    drop(input);
     EDGE.with(|cell| match cell.borrow().as_ref() {
-        Some(edge) => match serde_json::to_vec(&edge.handle_event(&event).into_value()) {
-            Ok(json) => result(0, &json),
-            Err(_) => result(1, b"cannot serialise the result"),
+        Some(edge) => match edge.rewrite_event_json(event) {
+            EventChange::Respond { response, .. } => result(0, response.as_bytes()),
+            EventChange::Rewritten {
+                querystring, body, ..
+            } => {
+                let (query, body) = (querystring.as_deref(), body.as_deref());
+                let Some(payload) = rewritten_payload(query, body) else {
+                    return result(1, b"rewritten request too large");
+                };
+                result(3, &payload)
+            }
+            EventChange::Unchanged => result(2, b""),
+            _ => result(1, b"unknown outcome"),
         },
         None => result(1, b"fle_init was not called"),
     })
+}
+
+/// Status 3's payload: both lengths (`u32::MAX` for an unchanged member), then both texts.
+fn rewritten_payload(query: Option<&str>, body: Option<&str>) -> Option<Vec<u8>> {
+    let len = |part: Option<&str>| match part {
+        None => Some(u32::MAX),
+        Some(text) => u32::try_from(text.len()).ok().filter(|&n| n < u32::MAX),
+    };
+    let (query_len, body_len) = (len(query)?, len(body)?);
+    let mut payload = Vec::with_capacity(8 + query.map_or(0, str::len) + body.map_or(0, str::len));
+    payload.extend_from_slice(&query_len.to_le_bytes());
+    payload.extend_from_slice(&body_len.to_le_bytes());
+    payload.extend_from_slice(query.unwrap_or_default().as_bytes());
+    payload.extend_from_slice(body.unwrap_or_default().as_bytes());
+    Some(payload)
 }
