@@ -846,6 +846,28 @@ fn the_text_path_copies_what_it_does_not_change_and_refuses_read_members_named_t
     };
     assert!(out.starts_with(r#"{"x":1,"x":2,"#), "{out}");
 
+    // Arrays where objects belong (serde's derived structs would read them by position): the
+    // same answer from both paths, 500 invalid_event.
+    let mut array_body = json_event(r#"{"ssn": "123-45-6789"}"#);
+    array_body["Records"][0]["cf"]["request"]["body"] =
+        json!([false, "read-only", "text", "{\"ssn\": \"1\"}"]);
+    let array_event = json!([[[array_body["Records"][0]["cf"]["request"].clone()]]]);
+    let mut array_cf = json_event("{}");
+    array_cf["Records"][0]["cf"] = json!([{}, array_body["Records"][0]["cf"]["request"].clone()]);
+    for ev in [&array_body, &array_event, &array_cf] {
+        let (status, code, _) = rejected(common::handle(&edge, ev));
+        assert_eq!((status, code), (500, "invalid_event"), "{ev}");
+    }
+    // `Records` as an object with a member "0" reads as a record through a JSON pointer; the
+    // text path wants the array CloudFront sends (fail closed).
+    let mut records_object = json_event(r#"{"ssn": "1"}"#);
+    records_object["Records"] = json!({"0": records_object["Records"][0].clone()});
+    assert_eq!(
+        edge.handle_event_json(&records_object.to_string())
+            .rejection(),
+        Some(Rejection::InvalidEvent)
+    );
+
     // Not JSON, or not an origin-request event: 500 invalid_event, as handle_event.
     for bad in [
         "",

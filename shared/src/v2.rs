@@ -2,7 +2,7 @@
 //! (`docs/ENVELOPE.md`, section 5, is the normative text).
 //!
 //! ```text
-//! T = 0x02 ‖ flags ‖ encap ‖ u32be(index) ‖ AES-256-GCM(key, nonce_i, aad_i, M) ‖ tag
+//! T = 0x02 ‖ flags ‖ encap ‖ u32be(index) ‖ AES-256-GCM(key_i, nonce_i, aad_i, M) ‖ tag
 //! ```
 //!
 //! - `hpke-p256` (P-256 keys): `encap` is the compressed ephemeral point of one RFC 9180 `Encap`

@@ -12,15 +12,25 @@
 //! Measured on the 3×6 event natively (criterion): a version-2 `rsa-oaep` event whose RSA
 //! operation is amortised (`reuse_encapsulation`) took 18.7 µs through `Value`s (parsing,
 //! cloning, writing and dropping them, and serde_json's byte-by-byte `format_escaped_str` of the
-//! new body, were about half of it) and takes 12.3 µs here. This path decides exactly as [`EdgeEncryptor::handle_event`] does (the same
-//! [`OriginRequest`] view and rules; a differential test and the `edge_event` fuzz target
-//! compare them), except that it refuses, as [`EventError::Malformed`], an event whose request
-//! names `method`, `uri`, `querystring`, `headers` or `body` twice, or whose body names one of
-//! its members twice: a parser of the returned object that took the other copy would not see
-//! what the edge judged (fail closed; `Value` keeps the last copy silently).
+//! new body, were about half of it) and takes 11.8 µs here.
+//!
+//! This path decides as [`EdgeEncryptor::handle_event`] does on the parsed event (the same
+//! [`OriginRequest`] view and rules; every event of the edge tests goes through both, and the
+//! `edge_event` fuzz target compares their verdicts), with these exceptions, each failing closed
+//! or harmless:
+//! - it refuses ([`EventError::Malformed`]) a request naming `method`, `uri`, `querystring`,
+//!   `headers` or `body` twice, and a body naming one of its members twice: a parser of the
+//!   returned object that took the other copy would not see what the edge judged (`Value`
+//!   keeps the last copy silently);
+//! - it refuses ([`EventError::NotOriginRequest`]) `Records`, `cf` or `request` named twice, and
+//!   `Records` that is not an array (a JSON pointer reads `{"0": …}` as a record);
+//! - members it does not read are checked for JSON syntax only (not for lone surrogate escapes,
+//!   numbers beyond `f64` or nesting depth, which `Value` refuses), and copied as they are, a
+//!   repeated one as often as it appears.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -34,11 +44,12 @@ use crate::EdgeEncryptor;
 
 impl EdgeEncryptor {
     /// Handles one origin-request event given as JSON text, and returns the JSON text of what
-    /// the handler answers: the request to forward or a generated response. Decides exactly
-    /// as [`handle_event`](Self::handle_event) on the parsed event, faster: members the edge
+    /// the handler answers: the request to forward or a generated response. Decides as
+    /// [`handle_event`](Self::handle_event) does on the parsed event, faster: members the edge
     /// does not change are copied from the event's text. Also refuses (500 `invalid_event`) a
-    /// request naming `method`, `uri`, `querystring`, `headers` or `body` twice, or a body
-    /// naming one of its members twice.
+    /// request naming `method`, `uri`, `querystring`, `headers` or `body` twice, a body naming
+    /// one of its members twice, and arrays where the event's objects belong; the module
+    /// documentation lists every difference.
     ///
     /// ```
     /// use fle_edge_encryptor::{EdgeEncryptor, Outcome};
@@ -111,12 +122,8 @@ impl EdgeEncryptor {
         &self,
         event: &'a str,
     ) -> Result<(Members<'a>, Option<Value>, Option<Change>), Refusal> {
-        let members = serde_json::from_str::<Event<'_>>(event)
-            .map_err(|_| EventError::NotOriginRequest)?
-            .records
-            .0
-            .cf
-            .request;
+        let Member(FirstRecord(Member(Member(members, _), _)), _) =
+            serde_json::from_str::<Event<'_>>(event).map_err(|_| EventError::NotOriginRequest)?;
         if members.duplicate {
             return Err(EventError::Malformed("request").into());
         }
@@ -215,31 +222,71 @@ fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Str<'_>>(raw.get()).ok().map(|s| s.0)
 }
 
-/// `{"Records": [{"cf": {"request": …}}, …]}`: the first record's request, as text. Other
-/// records are skipped (read for syntax only), as `handle_event` reads `/Records/0`.
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "Records", borrow)]
-    records: FirstRecord<'a>,
-}
+/// `{"Records": [{"cf": {"request": …}}, …]}`: the first record's request. Other records and
+/// other members are skipped (read for syntax only), as `handle_event` reads `/Records/0`.
+type Event<'a> = Member<FirstRecord<'a>, RecordsName>;
 
 struct FirstRecord<'a>(Record<'a>);
 
-#[derive(Deserialize)]
-struct Record<'a> {
-    #[serde(borrow)]
-    cf: Cf<'a>,
+type Record<'a> = Member<Cf<'a>, CfName>;
+
+type Cf<'a> = Member<Members<'a>, RequestName>;
+
+/// The name of the one member a [`Member`] reads.
+trait Name {
+    const NAME: &'static str;
 }
 
-#[derive(Deserialize)]
-struct Cf<'a> {
-    #[serde(borrow)]
-    request: Members<'a>,
+enum RecordsName {}
+enum CfName {}
+enum RequestName {}
+
+impl Name for RecordsName {
+    const NAME: &'static str = "Records";
+}
+impl Name for CfName {
+    const NAME: &'static str = "cf";
+}
+impl Name for RequestName {
+    const NAME: &'static str = "request";
+}
+
+/// An object of which one member, `N::NAME`, is read as `T`; the others are skipped (read for
+/// syntax only). An array is refused (serde's derived structs would read one by position), and
+/// so is the member named twice.
+struct Member<T, N>(T, PhantomData<N>);
+
+impl<'de, T: Deserialize<'de>, N: Name> Deserialize<'de> for Member<T, N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T, N>(PhantomData<(T, N)>);
+        impl<'de, T: Deserialize<'de>, N: Name> Visitor<'de> for Object<T, N> {
+            type Value = Member<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "an object with a member {:?}", N::NAME)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(Str(name)) = map.next_key::<Str<'de>>()? {
+                    if name != N::NAME {
+                        map.next_value::<IgnoredAny>()?;
+                    } else if found.is_some() {
+                        return Err(de::Error::duplicate_field(N::NAME));
+                    } else {
+                        found = Some(map.next_value::<T>()?);
+                    }
+                }
+                found
+                    .map(|value| Member(value, PhantomData))
+                    .ok_or_else(|| de::Error::missing_field(N::NAME))
+            }
+        }
+        deserializer.deserialize_map(Object(PhantomData))
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for FirstRecord<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct First<'a>(std::marker::PhantomData<&'a ()>);
+        struct First<'a>(PhantomData<&'a ()>);
         impl<'de: 'a, 'a> Visitor<'de> for First<'a> {
             type Value = FirstRecord<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,7 +300,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstRecord<'a> {
                 Ok(FirstRecord(first))
             }
         }
-        deserializer.deserialize_seq(First(std::marker::PhantomData))
+        deserializer.deserialize_seq(First(PhantomData))
     }
 }
 
@@ -342,7 +389,7 @@ impl<'a> Members<'a> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Object<'a>(std::marker::PhantomData<&'a ()>);
+        struct Object<'a>(PhantomData<&'a ()>);
         impl<'de: 'a, 'a> Visitor<'de> for Object<'a> {
             type Value = Members<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -361,7 +408,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
                 Ok(Members { list, duplicate })
             }
         }
-        deserializer.deserialize_map(Object(std::marker::PhantomData))
+        deserializer.deserialize_map(Object(PhantomData))
     }
 }
 
@@ -388,6 +435,10 @@ struct BodyParts<'a> {
 
 impl<'a> BodyParts<'a> {
     fn read(raw: &'a RawValue) -> Result<Self, EventError> {
+        // An object only: serde's derived `RawBody` would read an array by position.
+        if !raw.get().starts_with('{') {
+            return Err(EventError::Malformed("body"));
+        }
         let body = serde_json::from_str::<RawBody<'a>>(raw.get())
             .map_err(|_| EventError::Malformed("body"))?;
         let present = |v: Option<&'a RawValue>| v.filter(|v| !is_null(v));
