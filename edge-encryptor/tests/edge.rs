@@ -858,6 +858,22 @@ fn the_text_path_copies_what_it_does_not_change_and_refuses_read_members_named_t
         let (status, code, _) = rejected(common::handle(&edge, ev));
         assert_eq!((status, code), (500, "invalid_event"), "{ev}");
     }
+    // `null` body members read as missing in both paths: nothing to read, forwarded as it is;
+    // or, with data, encrypted.
+    let mut null_members = json_event("{}");
+    null_members["Records"][0]["cf"]["request"]["body"] =
+        json!({"inputTruncated": null, "action": null, "encoding": "text", "data": null});
+    assert!(matches!(
+        common::handle(&edge, &null_members),
+        Outcome::Forward { encrypted: 0, .. }
+    ));
+    null_members["Records"][0]["cf"]["request"]["body"]["data"] =
+        json!(r#"{"ssn": "123-45-6789"}"#);
+    assert!(matches!(
+        common::handle(&edge, &null_members),
+        Outcome::Forward { encrypted: 1, .. }
+    ));
+
     // `Records` as an object with a member "0" reads as a record through a JSON pointer; the
     // text path wants the array CloudFront sends (fail closed).
     let mut records_object = json_event(r#"{"ssn": "1"}"#);

@@ -380,13 +380,12 @@ impl V2Secret {
                 len: data_key.len(),
             });
         }
-        let (mut prk, _) = Hkdf::<Sha256>::extract(Some(b""), data_key);
-        let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
-        match Hkdf::<Sha256>::from_prk(&prk) {
-            Ok(hkdf) if hkdf.expand(RSA_OAEP_INFO, &mut okm[..]).is_ok() => {}
-            _ => unreachable!("HKDF-SHA256 expand of 44 bytes cannot fail"),
-        }
+        let (mut prk, hkdf) = Hkdf::<Sha256>::extract(Some(b""), data_key);
         prk.zeroize();
+        let mut okm = Zeroizing::new([0u8; 32 + NONCE_LEN]);
+        if hkdf.expand(RSA_OAEP_INFO, &mut okm[..]).is_err() {
+            unreachable!("HKDF-SHA256 expand of 44 bytes cannot fail");
+        }
         let cipher = match Aes256Gcm::new_from_slice(&okm[..32]) {
             Ok(cipher) => cipher,
             Err(_) => unreachable!("a 32-byte key is valid for AES-256-GCM"),

@@ -37,9 +37,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{
-    respond, Change, EventError, Headers, OriginRequest, Outcome, Refusal, Rejection, RequestBody,
-};
+use super::{Change, EventError, Headers, OriginRequest, Outcome, Refusal, Rejection, RequestBody};
 use crate::EdgeEncryptor;
 
 impl EdgeEncryptor {
@@ -101,17 +99,10 @@ impl EdgeEncryptor {
                 body: change.body,
                 encrypted: change.encrypted,
             },
-            Err(refusal) => match respond_text(refusal) {
-                Outcome::Respond {
-                    response,
-                    rejection,
-                    message,
-                } => EventChange::Respond {
-                    response,
-                    rejection,
-                    message,
-                },
-                Outcome::Forward { .. } => unreachable!("respond always responds"),
+            Err(Refusal { rejection, message }) => EventChange::Respond {
+                response: rejection.to_response(&message).to_string(),
+                rejection,
+                message,
             },
         }
     }
@@ -185,29 +176,27 @@ pub enum EventChange {
     },
 }
 
-fn respond_text(refusal: Refusal) -> Outcome<String> {
-    match respond(refusal) {
-        Outcome::Respond {
-            response,
-            rejection,
-            message,
-        } => Outcome::Respond {
-            response: response.to_string(),
-            rejection,
-            message,
-        },
-        Outcome::Forward { .. } => unreachable!("respond always responds"),
+fn respond_text(Refusal { rejection, message }: Refusal) -> Outcome<String> {
+    Outcome::Respond {
+        response: rejection.to_response(&message).to_string(),
+        rejection,
+        message,
     }
 }
 
-fn push_query(out: &mut String, query: Option<String>) {
-    push_json_string(out, query.as_deref().unwrap_or_default());
+/// A member's name and colon, after a comma unless it is the object's first member.
+fn push_name(out: &mut String, name: &str) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+    push_json_string(out, name);
+    out.push(':');
 }
 
 /// The rewritten body member, as [`super::body_object`] writes it.
-fn push_body(out: &mut String, data: Option<String>) {
+fn push_body(out: &mut String, data: &str) {
     out.push_str(r#"{"inputTruncated":false,"action":"replace","encoding":"text","data":"#);
-    push_json_string(out, data.as_deref().unwrap_or_default());
+    push_json_string(out, data);
     out.push('}');
 }
 
@@ -339,8 +328,8 @@ impl<'a> Members<'a> {
     fn write(
         &self,
         headers: Option<&Value>,
-        query: Option<String>,
-        body: Option<String>,
+        mut query: Option<String>,
+        mut body: Option<String>,
     ) -> String {
         let raw_len: usize = self
             .list
@@ -350,37 +339,26 @@ impl<'a> Members<'a> {
         let new_len = body.as_ref().map_or(0, |b| b.len() + b.len() / 8 + 80)
             + query.as_ref().map_or(0, String::len);
         let mut out = String::with_capacity(raw_len + new_len + 2);
-        let mut query = query;
-        let mut body = body;
         out.push('{');
         for (name, value) in &self.list {
-            if out.len() > 1 {
-                out.push(',');
-            }
-            push_json_string(&mut out, name);
-            out.push(':');
-            match name.as_ref() {
-                "querystring" if query.is_some() => push_query(&mut out, query.take()),
-                "body" if body.is_some() => push_body(&mut out, body.take()),
-                "headers" if headers.is_some() => {
-                    out.push_str(&headers.map(Value::to_string).unwrap_or_default())
-                }
-                _ => out.push_str(value.get()),
+            push_name(&mut out, name);
+            let replaced = match name.as_ref() {
+                "querystring" => query.take().map(|q| push_json_string(&mut out, &q)),
+                "body" => body.take().map(|b| push_body(&mut out, &b)),
+                "headers" => headers.map(|h| out.push_str(&h.to_string())),
+                _ => None,
+            };
+            if replaced.is_none() {
+                out.push_str(value.get());
             }
         }
-        if query.is_some() {
-            if out.len() > 1 {
-                out.push(',');
-            }
-            out.push_str(r#""querystring":"#);
-            push_query(&mut out, query);
+        if let Some(query) = query {
+            push_name(&mut out, "querystring");
+            push_json_string(&mut out, &query);
         }
-        if body.is_some() {
-            if out.len() > 1 {
-                out.push(',');
-            }
-            out.push_str(r#""body":"#);
-            push_body(&mut out, body);
+        if let Some(body) = body {
+            push_name(&mut out, "body");
+            push_body(&mut out, &body);
         }
         out.push('}');
         out
@@ -441,14 +419,14 @@ impl<'a> BodyParts<'a> {
         }
         let body = serde_json::from_str::<RawBody<'a>>(raw.get())
             .map_err(|_| EventError::Malformed("body"))?;
-        let present = |v: Option<&'a RawValue>| v.filter(|v| !is_null(v));
+        // serde reads a `null` member as `None`, as the `Value` view reads it as missing.
         let text = |v: Option<&'a RawValue>, what| {
-            present(v)
-                .map(|v| string(v).ok_or(EventError::Malformed(what)))
+            v.map(|v| string(v).ok_or(EventError::Malformed(what)))
                 .transpose()
         };
         Ok(BodyParts {
-            input_truncated: present(body.input_truncated)
+            input_truncated: body
+                .input_truncated
                 .map(|v| match v.get() {
                     "true" => Ok(true),
                     "false" => Ok(false),

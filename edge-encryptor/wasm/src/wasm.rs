@@ -185,11 +185,21 @@ unsafe fn take_input(ptr: *mut u8, len: usize) -> Box<[u8]> {
 }
 
 fn result(status: u32, message: &[u8]) -> *mut u8 {
-    let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
-    let mut buf = Vec::with_capacity(8 + message.len());
+    result_of(status, &[message])
+}
+
+/// A result whose payload is `parts` one after the other (cut at `u32::MAX` bytes), written
+/// once into the buffer the host reads.
+fn result_of(status: u32, parts: &[&[u8]]) -> *mut u8 {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(total).unwrap_or(u32::MAX);
+    let mut buf = Vec::with_capacity(8 + len as usize);
     buf.extend_from_slice(&status.to_le_bytes());
     buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&message[..len as usize]);
+    for part in parts {
+        let room = 8 + len as usize - buf.len();
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+    }
     Box::into_raw(buf.into_boxed_slice()).cast::<u8>()
 }
 
@@ -246,29 +256,27 @@ pub unsafe extern "C" fn fle_handle(ptr: *mut u8, len: usize) -> *mut u8 {
                 querystring, body, ..
             } => {
                 let (query, body) = (querystring.as_deref(), body.as_deref());
-                let Some(payload) = rewritten_payload(query, body) else {
+                // Each length, or u32::MAX for a member that stays.
+                let len = |part: Option<&str>| match part {
+                    None => Some(u32::MAX),
+                    Some(text) => u32::try_from(text.len()).ok().filter(|&n| n < u32::MAX),
+                };
+                let (Some(query_len), Some(body_len)) = (len(query), len(body)) else {
                     return result(1, b"rewritten request too large");
                 };
-                result(3, &payload)
+                result_of(
+                    3,
+                    &[
+                        &query_len.to_le_bytes(),
+                        &body_len.to_le_bytes(),
+                        query.unwrap_or_default().as_bytes(),
+                        body.unwrap_or_default().as_bytes(),
+                    ],
+                )
             }
             EventChange::Unchanged => result(2, b""),
             _ => result(1, b"unknown outcome"),
         },
         None => result(1, b"fle_init was not called"),
     })
-}
-
-/// Status 3's payload: both lengths (`u32::MAX` for an unchanged member), then both texts.
-fn rewritten_payload(query: Option<&str>, body: Option<&str>) -> Option<Vec<u8>> {
-    let len = |part: Option<&str>| match part {
-        None => Some(u32::MAX),
-        Some(text) => u32::try_from(text.len()).ok().filter(|&n| n < u32::MAX),
-    };
-    let (query_len, body_len) = (len(query)?, len(body)?);
-    let mut payload = Vec::with_capacity(8 + query.map_or(0, str::len) + body.map_or(0, str::len));
-    payload.extend_from_slice(&query_len.to_le_bytes());
-    payload.extend_from_slice(&body_len.to_le_bytes());
-    payload.extend_from_slice(query.unwrap_or_default().as_bytes());
-    payload.extend_from_slice(body.unwrap_or_default().as_bytes());
-    Some(payload)
 }
